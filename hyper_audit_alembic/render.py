@@ -1,0 +1,38 @@
+"""How each audit op is written into a migration: like a hand-written line."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from alembic.autogenerate.render import renderers
+
+from .ops import DisableTrackingOp, EnableTrackingOp, InstallAuditOp, UninstallAuditOp
+
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+
+
+def _call(autogen_context: AutogenContext, name: str, *args: str) -> str:
+    prefix = autogen_context.opts.get("alembic_module_prefix") or "op."
+    return f"{prefix}{name}({', '.join(args)})"
+
+
+@renderers.dispatch_for(InstallAuditOp, replace=True)
+def render_install(autogen_context: AutogenContext, op: InstallAuditOp) -> str:
+    return _call(autogen_context, "install_audit")
+
+
+@renderers.dispatch_for(UninstallAuditOp, replace=True)
+def render_uninstall(autogen_context: AutogenContext, op: UninstallAuditOp) -> str:
+    args = ["keep_history=True"] if op.keep_history else []
+    args += ["drop_history=True"] if op.drop_history else []
+    return _call(autogen_context, "uninstall_audit", *args)
+
+
+@renderers.dispatch_for(EnableTrackingOp, replace=True)
+@renderers.dispatch_for(DisableTrackingOp, replace=True)
+def render_tracking(
+    autogen_context: AutogenContext, op: EnableTrackingOp | DisableTrackingOp
+) -> str:
+    args = [repr(op.table_name)] + ([f"schema={op.schema!r}"] if op.schema else [])
+    return _call(autogen_context, op.sql_function, *args)

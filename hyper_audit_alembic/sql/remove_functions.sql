@@ -1,0 +1,42 @@
+-- Stops tracking every table and removes the audit functions; the recorded history
+-- (audit.record_version and its type) stays.
+do $$
+declare
+    tracked regclass;
+begin
+    if to_regprocedure('audit.disable_tracking(regclass)') is not null then
+        for tracked in
+            select distinct t.tgrelid::regclass
+            from pg_catalog.pg_trigger t
+            where t.tgfoid in (
+                to_regprocedure('audit.record_row_change()'),
+                to_regprocedure('audit.record_truncate()')
+            )
+        loop
+            perform audit.disable_tracking(tracked);
+        end loop;
+    end if;
+end
+$$;
+
+drop event trigger if exists audit_follow_primary_key_changes;
+
+drop function if exists audit.follow_primary_key_changes();
+
+drop function if exists audit.enable_tracking(regclass);
+
+drop function if exists audit.disable_tracking(regclass);
+
+drop function if exists audit.record_row_change();
+
+drop function if exists audit.record_truncate();
+
+drop function if exists audit.trigger_arguments(text[]);
+
+drop function if exists audit.to_record_id(oid, text[], jsonb);
+
+drop function if exists audit.primary_key_columns(oid);
+
+drop function if exists audit.uuid_v5(uuid, text);
+
+drop table if exists audit.schema_version;
