@@ -38,7 +38,7 @@ def owning_mappers(tables: Iterable[Table]) -> dict[Table, Mapper[object]]:
             continue
         if mapper.inherits is not None and mapper.inherits.local_table is table:
             continue
-        owners[table] = mapper  # type: ignore[index]
+        owners[table] = mapper
     return owners
 
 

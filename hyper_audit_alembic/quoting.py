@@ -12,7 +12,7 @@ from sqlalchemy.engine import Dialect
 @cache
 def _dialect() -> Dialect:
     # "named" paramstyle: literals are rendered without doubling '%'.
-    return postgresql.dialect(paramstyle="named")
+    return postgresql.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
 
 
 def quote_identifier(name: str) -> str:
@@ -28,7 +28,7 @@ def qualified_name(table_name: str, schema: str | None = None) -> str:
 
 def string_literal(value: str) -> str:
     """``value`` as a SQL string literal."""
-    render = String().literal_processor(_dialect())
+    render = String().literal_processor(_dialect())  # type: ignore[no-untyped-call]
     assert render is not None
     return str(render(value))
 

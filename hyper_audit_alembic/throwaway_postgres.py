@@ -173,7 +173,7 @@ class ThrowawayPostgres:
         self, dbname: str, *args: str, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run psql against a database of this server, stopping at the first error."""
-        psql = shutil.which("psql") or str(self.bin_dir / "psql")
+        psql = shutil.which("psql") or str((self.bin_dir or find_bin_dir()) / "psql")
         return subprocess.run(
             [
                 psql,

@@ -1,0 +1,1 @@
+"""hyper_audit_alembic: a PostgreSQL audit trail managed by Alembic migrations."""
