@@ -8,6 +8,10 @@
 --
 -- Its cost profile is the reference's: a catalog query per row to find the primary-key
 -- columns, and a record-id function called per row behind a security-definer boundary.
+--
+-- Like the reference, every security-definer function pins search_path = '' except the
+-- row trigger, which resolves uuid_generate_v5 (to_record_id) through the caller's
+-- search_path because uuid-ossp may live in any schema.
 
 create extension if not exists "uuid-ossp";
 
@@ -44,6 +48,7 @@ create function audit_reference.primary_key_columns(entity_oid oid)
 returns text[]
 stable
 security definer
+set search_path = ''
 language sql
 as $$
     select coalesce(array_agg(pa.attname::text order by pa.attnum), array[]::text[])
@@ -95,6 +100,7 @@ $$;
 create function audit_reference.truncate_trigger()
 returns trigger
 security definer
+set search_path = ''
 language plpgsql
 as $$
 begin
@@ -108,6 +114,7 @@ create function audit_reference.enable_tracking(regclass)
 returns void
 volatile
 security definer
+set search_path = ''
 language plpgsql
 as $$
 declare
@@ -132,6 +139,7 @@ create function audit_reference.disable_tracking(regclass)
 returns void
 volatile
 security definer
+set search_path = ''
 language plpgsql
 as $$
 begin

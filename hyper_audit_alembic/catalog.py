@@ -9,7 +9,13 @@ from sqlalchemy.engine import Connection
 _INSTALLED = """
 select
     to_regprocedure('audit.enable_tracking(regclass)') is not null,
-    to_regclass('audit.schema_version') is not null
+    to_regclass('audit.schema_version') is not null,
+    array(
+        select n.nspname::text
+        from pg_catalog.pg_namespace n
+        join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_namespace'::regclass
+            and d.objid = n.oid and d.deptype = 'e'
+    )
 """
 
 _TRACKED = """
@@ -32,6 +38,8 @@ class AuditState:
     installed: bool = False
     version: int | None = None
     tracked: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    #: Schemas that belong to extensions (TimescaleDB's internal ones hold audit chunks).
+    extension_schemas: frozenset[str] = frozenset()
 
     def is_tracked(self, schema: str, table_name: str) -> bool:
         return (schema, table_name) in self.tracked
@@ -42,10 +50,15 @@ def _key_columns(tgargs: bytes) -> tuple[str, ...]:
 
 
 def read_audit_state(connection: Connection) -> AuditState:
-    installed, has_version = connection.exec_driver_sql(_INSTALLED).one()
+    installed, has_version, extension_schemas = connection.exec_driver_sql(_INSTALLED).one()
     version = connection.exec_driver_sql(_VERSION).scalar() if has_version else None
     tracked = {
         (schema, table): _key_columns(args)
         for schema, table, args in connection.exec_driver_sql(_TRACKED)
     }
-    return AuditState(installed=bool(installed), version=version, tracked=tracked)
+    return AuditState(
+        installed=bool(installed),
+        version=version,
+        tracked=tracked,
+        extension_schemas=frozenset(extension_schemas),
+    )

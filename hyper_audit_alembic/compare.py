@@ -1,9 +1,10 @@
 """Autogenerate comparison: the flagged tables against the database's audit state.
 
-A schema-level comparator (first in line) installs the audit schema when needed and
-hides the ``audit`` schema from Alembic's own table comparison; a table-level
-comparator places ``enable_tracking`` right after its ``create_table`` and
-``disable_tracking`` right before its ``drop_table``, so downgrades mirror correctly.
+A schema-level comparator (first in line) hides the ``audit`` schema from Alembic's own
+table comparison and keeps the first place for ``install_audit``; a table-level
+comparator places ``enable_tracking`` right after its ``create_table`` (adding the
+install in that first place when the audit schema is missing) and ``disable_tracking``
+right before its ``drop_table``, so downgrades mirror correctly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from alembic.util import CommandError, PriorityDispatchResult
 from sqlalchemy import Table
 
 from .catalog import AuditState, read_audit_state
-from .flag import describe, is_flagged, owning_mappers
+from .flag import describe, flagged_by, is_flagged, owning_mappers
 from .ops import DisableTrackingOp, EnableTrackingOp, InstallAuditOp
 
 if TYPE_CHECKING:
@@ -35,9 +36,32 @@ class _Run:
     default_schema: str
     flagged: dict[tuple[str | None, str], Table]
     described: dict[tuple[str | None, str], str]
+    flagged_by: dict[tuple[str | None, str], str]
+    # Where op.install_audit() goes if a table comparator finds a table to track.
+    install_into: UpgradeOps | None = None
+    install_at: int = 0
+    install_added: bool = False
+
+    def need_installed(self) -> None:
+        """Put op.install_audit() first (once) when the audit schema is not installed."""
+        if self.state.installed or self.install_added or self.install_into is None:
+            return
+        self.install_into.ops.insert(self.install_at, InstallAuditOp())
+        self.install_added = True
 
 
 _runs: weakref.WeakKeyDictionary[AutogenContext, _Run] = weakref.WeakKeyDictionary()
+
+
+class ResyncTrackingOp(EnableTrackingOp):
+    """``op.enable_tracking`` for a tracked table whose primary key changed.
+
+    Written as ``op.enable_tracking(...)`` both ways: undoing a re-sync is not to stop
+    tracking.
+    """
+
+    def reverse(self) -> EnableTrackingOp:  # type: ignore[override]  # on purpose
+        return EnableTrackingOp(self.table_name, schema=self.schema)
 
 
 def _metadata_tables(autogen_context: AutogenContext) -> list[Table]:
@@ -72,31 +96,28 @@ def _run(autogen_context: AutogenContext) -> _Run:
         default_schema=default_schema,
         flagged={(t.schema, t.name): t for t in flagged_tables},
         described={(t.schema, t.name): describe(t, owners.get(t)) for t in flagged_tables},
+        flagged_by={(t.schema, t.name): flagged_by(t, owners.get(t)) for t in flagged_tables},
     )
     _runs[autogen_context] = found
     return found
 
 
-def _included(autogen_context: AutogenContext, table: Table, schemas: set[str | None]) -> bool:
-    default = autogen_context.dialect.default_schema_name if autogen_context.dialect else None
-    schema = None if table.schema == default else table.schema
-    return (
-        schema in schemas
-        and autogen_context.run_name_filters(table.name, "table", {"schema_name": schema})
-        and autogen_context.run_object_filters(table, table.name, "table", False, None)
-    )
-
-
 def compare_audit_schema(
     autogen_context: AutogenContext, upgrade_ops: UpgradeOps, schemas: set[str | None]
 ) -> PriorityDispatchResult:
-    """Install the audit schema first when a flagged table needs it."""
-    # The audit schema's own objects are ours: never compared, never dropped.
-    schemas.discard(AUDIT_SCHEMA)
+    """Reserve the first place for op.install_audit(); hide the audit schema.
+
+    Whether the install is needed is decided by the table comparator: exactly when it
+    enables tracking of some table (after Alembic's include_schemas, include_name and
+    include_object filters had their say), so the two can never disagree.
+    """
     run = _run(autogen_context)
-    wanted = [t for t in run.flagged.values() if _included(autogen_context, t, schemas)]
-    if wanted and not run.state.installed:
-        upgrade_ops.ops.append(InstallAuditOp())
+    # The audit schema's own objects are ours, and extensions' schemas (TimescaleDB keeps
+    # the audit chunks in one) are theirs: never compared, never dropped.
+    schemas.discard(AUDIT_SCHEMA)
+    schemas.difference_update(run.state.extension_schemas)
+    run.install_into = upgrade_ops
+    run.install_at = len(upgrade_ops.ops)
     return PriorityDispatchResult.CONTINUE
 
 
@@ -120,13 +141,20 @@ def compare_table_tracking(
     if wanted and not tracked:
         assert metadata_table is not None
         if not metadata_table.primary_key.columns:
-            described = run.described[(metadata_table.schema, metadata_table.name)]
+            key = (metadata_table.schema, metadata_table.name)
             raise CommandError(
-                f"hyper_audit: {described} is flagged for auditing but has no primary key. "
-                f"The audit trail identifies each record by its primary key: add one "
-                f"(primary_key=True on its id column), or remove the __audited__ flag."
+                f"hyper_audit: {run.described[key]} is flagged for auditing but has no primary "
+                f"key. The audit trail identifies each record by its primary key: add one "
+                f"(primary_key=True on its id column), or remove {run.flagged_by[key]}."
             )
+        run.need_installed()
         modify_table_ops.ops.append(EnableTrackingOp(tname, schema=schema))
     elif tracked and not wanted:
         modify_table_ops.ops.append(DisableTrackingOp(tname, schema=schema))
+    elif tracked and conn_table is not None:
+        # The triggers carry the key column names. A key changed without the event
+        # trigger (it needs a superuser) leaves them stale: enable_tracking re-reads it.
+        key_columns = {column.name for column in conn_table.primary_key.columns}
+        if key_columns and key_columns != set(run.state.tracked[(real_schema, tname)]):
+            modify_table_ops.ops.append(ResyncTrackingOp(tname, schema=schema))
     return PriorityDispatchResult.CONTINUE

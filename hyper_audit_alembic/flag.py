@@ -42,13 +42,39 @@ def owning_mappers(tables: Iterable[Table]) -> dict[Table, Mapper[object]]:
     return owners
 
 
+def _model_flags(table: Table, owner: Mapper[object] | None) -> list[object]:
+    """The ``__audited__`` values set for the classes whose rows live in ``table``.
+
+    That is the owning class and its single-table-inheritance subclasses.
+    """
+    if owner is None:
+        return []
+    flags = (
+        getattr(mapper.class_, FLAG_ATTRIBUTE, None)
+        for mapper in owner.self_and_descendants
+        if mapper.local_table is table
+    )
+    return [flag for flag in flags if flag is not None]
+
+
 def is_flagged(table: Table, owner: Mapper[object] | None) -> bool:
-    """Whether the table is to be audited: the model's flag first, then ``Table.info``."""
-    if owner is not None:
-        flag = getattr(owner.class_, FLAG_ATTRIBUTE, None)
-        if flag is not None:
-            return bool(flag)
+    """Whether the table is to be audited: the models' flags first, then ``Table.info``.
+
+    Tracking is per table: a single-table-inheritance subclass flagged
+    ``__audited__ = True`` tracks the whole shared table (rather than silently nothing),
+    and one flagged ``False`` cannot opt out of a table its parent tracks.
+    """
+    flags = _model_flags(table, owner)
+    if flags:
+        return any(bool(flag) for flag in flags)
     return bool(table.info.get(INFO_KEY, False))
+
+
+def flagged_by(table: Table, owner: Mapper[object] | None) -> str:
+    """How the user flagged the table, as they wrote it (for error messages)."""
+    if _model_flags(table, owner):
+        return f"{FLAG_ATTRIBUTE} = True"
+    return f"info={{{INFO_KEY!r}: True}}"
 
 
 def describe(table: Table, owner: Mapper[object] | None) -> str:

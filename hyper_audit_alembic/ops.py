@@ -35,9 +35,11 @@ def _emit(operations: Operations, statements: Iterable[str]) -> None:
         for statement in statements:
             context.impl.static_output(statement + context.impl.command_terminator)
     else:
+        # no_parameters: the driver gets the text alone, so a '%' in a table name is not
+        # read as a placeholder (psycopg2 and psycopg 3 interpolate when params are passed).
         connection = operations.get_bind()
         for statement in statements:
-            connection.exec_driver_sql(statement)
+            connection.exec_driver_sql(statement, execution_options={"no_parameters": True})
 
 
 @Operations.register_operation("install_audit")
@@ -97,8 +99,78 @@ class UninstallAuditOp(MigrateOperation):
         return ("uninstall_audit", self.keep_history, self.drop_history)
 
 
+# The checks an op makes before it calls the SQL function, so that a missing audit schema
+# or table gives an error that names it and says what to do, online and in offline SQL
+# alike. The name is a quoted string literal (never pasted as an identifier); it is the only
+# variable part, and the dollar-quote tag is chosen so that it cannot end the body early.
+_TRACKING_CHECKS = """
+declare
+    target constant text := {target};
+begin
+    if pg_catalog.to_regprocedure('audit.{function}(regclass)') is null then
+        raise exception using
+            errcode = 'undefined_function',
+            message = 'op.{function}: the audit trail is not installed in this database, '
+                || 'so ' || target || ' cannot be {participle}',
+            hint = {not_installed_hint};
+    end if;
+    if pg_catalog.to_regclass(target) is null then
+        raise exception using
+            errcode = 'undefined_table',
+            message = 'op.{function}: table ' || target || ' does not exist',
+            hint = {missing_table_hint};
+    end if;{extra_checks}
+    perform audit.{function}(target::regclass);
+end
+"""
+
+# Rows stored in a child of plain (non-partition) inheritance fire only the child's
+# triggers, also when a statement names the parent: the parent's tracking alone would miss
+# them. So a parent is tracked only once all its children are.
+_INHERITANCE_CHECK = """
+    if exists (
+        select from pg_catalog.pg_inherits i
+        where i.inhparent = pg_catalog.to_regclass(target)
+            and not exists (
+                select from pg_catalog.pg_trigger t
+                where t.tgrelid = i.inhrelid and t.tgname = 'audit_row_change'
+            )
+    ) then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = 'op.enable_tracking: table ' || pg_catalog.to_regclass(target)::text
+                || ' has inheritance children that are not tracked: ' || (
+                    select pg_catalog.string_agg(i.inhrelid::regclass::text, ', '
+                        order by i.inhrelid::regclass::text)
+                    from pg_catalog.pg_inherits i
+                    where i.inhparent = pg_catalog.to_regclass(target)
+                        and not exists (
+                            select from pg_catalog.pg_trigger t
+                            where t.tgrelid = i.inhrelid and t.tgname = 'audit_row_change'
+                        )
+                ),
+            hint = 'Rows stored in a child table fire only the triggers of the child, even '
+                || 'through the parent: track each child first (op.enable_tracking() for it '
+                || 'before the parent). Each table records its rows under its own name.';
+    end if;"""
+
+
+def _dollar_quote(body: str, name_literal: str) -> str:
+    """``body`` as a dollar-quoted string whose tag does not occur in ``name_literal``."""
+    tag, number = "hyper_audit", 0
+    while f"${tag}$" in name_literal:
+        number += 1
+        tag = f"hyper_audit_{number}"
+    return f"${tag}${body}${tag}$"
+
+
 class _TrackingOp(MigrateOperation):
     sql_function: str
+    participle: str
+    # SQL string expressions (no apostrophes in the text: it sits inside a literal).
+    not_installed_hint: str
+    missing_table_hint: str
+    extra_checks = ""
 
     def __init__(self, table_name: str, schema: str | None = None) -> None:
         self.table_name = table_name
@@ -106,7 +178,15 @@ class _TrackingOp(MigrateOperation):
 
     def statement(self, operations: Operations) -> str:
         target = qualified_name_literal(self.table_name, self.schema)
-        return f"select audit.{self.sql_function}({target}::regclass)"
+        body = _TRACKING_CHECKS.format(
+            target=target,
+            function=self.sql_function,
+            participle=self.participle,
+            not_installed_hint=self.not_installed_hint,
+            missing_table_hint=self.missing_table_hint,
+            extra_checks=self.extra_checks,
+        )
+        return f"do {_dollar_quote(body, target)}"
 
     def to_diff_tuple(self) -> tuple[str, str | None, str]:
         return (self.sql_function, self.schema, self.table_name)
@@ -117,6 +197,14 @@ class EnableTrackingOp(_TrackingOp):
     """Start recording every change of one table."""
 
     sql_function = "enable_tracking"
+    participle = "tracked"
+    not_installed_hint = "'Run op.install_audit() first, in this migration or an earlier one.'"
+    missing_table_hint = (
+        "'Create the table before this step (op.create_table() earlier in this '\n"
+        "                || 'migration or in an earlier one), or correct the table name and '\n"
+        "                || 'schema given to op.enable_tracking().'"
+    )
+    extra_checks = _INHERITANCE_CHECK
 
     @classmethod
     def enable_tracking(
@@ -137,6 +225,16 @@ class DisableTrackingOp(_TrackingOp):
     """Stop recording changes of one table; its history stays."""
 
     sql_function = "disable_tracking"
+    participle = "untracked"
+    not_installed_hint = (
+        "'Without the audit trail no table is tracked: remove this step, or run '\n"
+        "                || 'op.install_audit() before it.'"
+    )
+    missing_table_hint = (
+        "'Disable tracking before the table is dropped or renamed (op.disable_tracking() '\n"
+        "                || 'before op.drop_table()), or correct the table name and schema '\n"
+        "                || 'given to op.disable_tracking().'"
+    )
 
     @classmethod
     def disable_tracking(

@@ -38,11 +38,19 @@ class PostgresNotFound(RuntimeError):
 
 
 def find_bin_dir() -> Path:
-    """The directory holding ``initdb`` and ``pg_ctl``, newest version first."""
-    candidates: list[str] = []
-    if os.environ.get("HYPER_AUDIT_PG_BIN"):
-        candidates.append(os.environ["HYPER_AUDIT_PG_BIN"])
-    candidates += sorted(
+    """The directory holding ``initdb`` and ``pg_ctl``, newest version first.
+
+    ``HYPER_AUDIT_PG_BIN``, when set, is the only place looked at: falling back to
+    another server would hide a wrong setting.
+    """
+    explicit = os.environ.get("HYPER_AUDIT_PG_BIN")
+    if explicit:
+        if all((Path(explicit) / exe).exists() for exe in ("initdb", "pg_ctl")):
+            return Path(explicit)
+        raise PostgresNotFound(
+            f"HYPER_AUDIT_PG_BIN={explicit} holds no initdb and pg_ctl. {INSTALL_HINT}"
+        )
+    candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin"),
         key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
         reverse=True,
@@ -117,6 +125,13 @@ class ThrowawayPostgres:
             "--no-locale",
             "--no-sync",
         )
+        self._pg_ctl_start()
+        return self
+
+    def _pg_ctl_start(self) -> None:
+        """Start the server with our port, socket directory and settings (again on restart:
+        ``pg_ctl start`` remembers no options)."""
+        assert self.base_dir is not None
         server_options = " ".join(
             f"-c {name}={value}"
             for name, value in {
@@ -137,7 +152,6 @@ class ThrowawayPostgres:
             "-o",
             server_options,
         )
-        return self
 
     def stop(self) -> None:
         if self.base_dir is None:
@@ -151,15 +165,7 @@ class ThrowawayPostgres:
         """Stop the server (``mode`` as pg_ctl's: smart, fast, immediate) and start it again."""
         assert self.base_dir is not None
         self._run("pg_ctl", "stop", "--wait", "--mode", mode, "--pgdata", str(self.data_dir))
-        self._run(
-            "pg_ctl",
-            "start",
-            "--wait",
-            "--pgdata",
-            str(self.data_dir),
-            "--log",
-            str(self.base_dir / "server.log"),
-        )
+        self._pg_ctl_start()
 
     @property
     def data_dir(self) -> Path:

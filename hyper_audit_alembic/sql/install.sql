@@ -116,10 +116,18 @@ begin
             select from timescaledb_information.hypertables
             where hypertable_schema = 'audit' and hypertable_name = 'record_version'
         ) then
+            -- An audit installed before TimescaleDB has the plain indexes under the same
+            -- names: drop them so that they come back composite, after the rows moved.
+            -- No default index on ts either: chunk exclusion covers time ranges, and every
+            -- index costs each audited write.
             alter table audit.record_version drop constraint if exists record_version_pkey;
             drop index if exists audit.record_version_ts;
+            drop index if exists audit.record_version_record_id;
+            drop index if exists audit.record_version_old_record_id;
+            drop index if exists audit.record_version_table_oid;
             execute 'select ' || pg_catalog.quote_ident(timescale_schema)
-                || '.create_hypertable(''audit.record_version'', ''ts'', migrate_data => true)';
+                || '.create_hypertable(''audit.record_version'', ''ts'', '
+                || 'create_default_indexes => false, migrate_data => true)';
         end if;
         create index if not exists record_version_record_id
             on audit.record_version (record_id, ts) where record_id is not null;
