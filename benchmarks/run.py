@@ -160,6 +160,19 @@ class Results:
         values = self.samples.get((key, variant))
         return statistics.median(values) if values else None
 
+    def ratio(self, key: str, variant: str, baseline: str) -> float | None:
+        """The median over the repetitions of variant / baseline within each repetition.
+
+        The runs of one repetition ran back to back, so a stall of a shared machine skews
+        one repetition's ratio instead of one variant's median.
+        """
+        values = self.samples.get((key, variant))
+        bases = self.samples.get((key, baseline))
+        if not values or not bases or len(values) != len(bases):
+            return None
+        pairs = [v / b for v, b in zip(values, bases, strict=True) if b]
+        return statistics.median(pairs) if pairs else None
+
     def problem(self, text: str) -> None:
         self.problems.append(text)
         log(f"  !! {text}")
@@ -888,10 +901,6 @@ def fmt_ratio(value: float | None, unit: str) -> str:
     return f"{value:.{digits}f}× {unit}"  # noqa: RUF001
 
 
-def ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else a / b
-
-
 def build_table(results: Results) -> list[str]:
     rows = [
         "| workload | untracked | reference design | ours | reference / untracked "
@@ -907,8 +916,9 @@ def build_table(results: Results) -> list[str]:
             rows.append(
                 f"| {PGBENCH_TITLES[workload]}, pgbench, {clients} client"
                 f"{'s' if clients > 1 else ''} | {fmt_tps(u)} | {fmt_tps(r)} | {fmt_tps(o)} "
-                f"| {fmt_ratio(ratio(r, u), 'tps')} | {fmt_ratio(ratio(o, u), 'tps')} "
-                f"| {fmt_ratio(ratio(o, r), 'tps')} |"
+                f"| {fmt_ratio(results.ratio(key, 'reference', 'untracked'), 'tps')} "
+                f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'tps')} "
+                f"| {fmt_ratio(results.ratio(key, 'ours', 'reference'), 'tps')} |"
             )
     for key in BULK_STATEMENTS:
         u, r, o = (results.median(key, v) for v in VARIANTS)
@@ -916,8 +926,9 @@ def build_table(results: Results) -> list[str]:
             continue
         rows.append(
             f"| {BULK_TITLES[key]} | {fmt_seconds(u)} | {fmt_seconds(r)} | {fmt_seconds(o)} "
-            f"| {fmt_ratio(ratio(r, u), 'time')} | {fmt_ratio(ratio(o, u), 'time')} "
-            f"| {fmt_ratio(ratio(o, r), 'time')} |"
+            f"| {fmt_ratio(results.ratio(key, 'reference', 'untracked'), 'time')} "
+            f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'time')} "
+            f"| {fmt_ratio(results.ratio(key, 'ours', 'reference'), 'time')} |"
         )
     history = results.median("history", "ours")
     if history is not None:
@@ -937,7 +948,7 @@ def build_table(results: Results) -> list[str]:
             continue
         rows.append(
             f"| {title} | off: {fmt_seconds(off)} | — | on: {fmt_seconds(on)} | — "
-            f"| {fmt_ratio(ratio(on, off), 'time')} | — |"
+            f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'time')} | — |"
         )
     return rows
 
@@ -974,7 +985,9 @@ def build_report(
         "",
         "Ratios: for the pgbench rows, tracked throughput / untracked throughput (1.0 = no "
         "overhead; higher is better); for the bulk statements and autogenerate, time ratios "
-        "(lower is better). Ours / reference compares the two tracked variants the same way.",
+        "(lower is better). Ours / reference compares the two tracked variants the same way. "
+        "Each ratio is the median of the per-repetition ratios (the variants of a repetition "
+        "run back to back), so it can differ from the ratio of the medians shown.",
     ]
     if "history_plan" in results.notes:
         lines += [

@@ -6,7 +6,17 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
-_INSTALLED = """
+#: The comment op.enable_tracking() puts on a table's audit_truncate trigger: tracking that
+#: a migration enabled, as opposed to a hand-written ``select audit.enable_tracking(...)``.
+TRACKED_BY_MIGRATION = "tracked by a hyper_audit_alembic migration"
+
+# The reference design (supa_audit 0.3, hyper_audit) is recognised by its trigger functions.
+_REFERENCE_FUNCTIONS = (
+    "to_regprocedure('audit.insert_update_delete_trigger()'),"
+    " to_regprocedure('audit.truncate_trigger()')"
+)
+
+_INSTALLED = f"""
 select
     to_regprocedure('audit.enable_tracking(regclass)') is not null,
     to_regclass('audit.schema_version') is not null,
@@ -15,17 +25,26 @@ select
         from pg_catalog.pg_namespace n
         join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_namespace'::regclass
             and d.objid = n.oid and d.deptype = 'e'
-    )
+    ),
+    coalesce({_REFERENCE_FUNCTIONS}) is not null
 """
 
-_TRACKED = """
-select n.nspname, c.relname, t.tgargs
+# Our tracked tables (with the key columns and whether a migration tracked them), and the
+# tables the reference design's triggers track (ours is false).
+_TRACKED = f"""
+select n.nspname, c.relname, t.tgargs, p.proname = 'record_row_change',
+    exists (
+        select from pg_catalog.pg_trigger m
+        where m.tgrelid = t.tgrelid and m.tgname = 'audit_truncate'
+            and pg_catalog.obj_description(m.oid, 'pg_trigger') = '{TRACKED_BY_MIGRATION}'
+    )
 from pg_catalog.pg_trigger t
 join pg_catalog.pg_class c on c.oid = t.tgrelid
 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
 join pg_catalog.pg_proc p on p.oid = t.tgfoid
 join pg_catalog.pg_namespace pn on pn.oid = p.pronamespace
 where pn.nspname = 'audit' and p.proname = 'record_row_change'
+    or t.tgfoid in ({_REFERENCE_FUNCTIONS})
 """
 
 _VERSION = "select max(version) from audit.schema_version"
@@ -40,6 +59,12 @@ class AuditState:
     tracked: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     #: Schemas that belong to extensions (TimescaleDB's internal ones hold audit chunks).
     extension_schemas: frozenset[str] = frozenset()
+    #: Tracked tables whose tracking a migration enabled (op.enable_tracking()).
+    marked: frozenset[tuple[str, str]] = frozenset()
+    #: An install of the reference design (supa_audit / hyper_audit) is there to adopt.
+    reference: bool = False
+    #: The tables its triggers (audit_i_u_d / audit_t) track.
+    reference_tracked: frozenset[tuple[str, str]] = frozenset()
 
     def is_tracked(self, schema: str, table_name: str) -> bool:
         return (schema, table_name) in self.tracked
@@ -50,15 +75,26 @@ def _key_columns(tgargs: bytes) -> tuple[str, ...]:
 
 
 def read_audit_state(connection: Connection) -> AuditState:
-    installed, has_version, extension_schemas = connection.exec_driver_sql(_INSTALLED).one()
+    installed, has_version, extension_schemas, reference = connection.exec_driver_sql(
+        _INSTALLED
+    ).one()
     version = connection.exec_driver_sql(_VERSION).scalar() if has_version else None
-    tracked = {
-        (schema, table): _key_columns(args)
-        for schema, table, args in connection.exec_driver_sql(_TRACKED)
-    }
+    tracked: dict[tuple[str, str], tuple[str, ...]] = {}
+    marked: set[tuple[str, str]] = set()
+    reference_tracked: set[tuple[str, str]] = set()
+    for schema, table, args, ours, by_migration in connection.exec_driver_sql(_TRACKED):
+        if not ours:
+            reference_tracked.add((schema, table))
+            continue
+        tracked[(schema, table)] = _key_columns(args)
+        if by_migration:
+            marked.add((schema, table))
     return AuditState(
         installed=bool(installed),
         version=version,
         tracked=tracked,
         extension_schemas=frozenset(extension_schemas),
+        marked=frozenset(marked),
+        reference=bool(reference),
+        reference_tracked=frozenset(reference_tracked),
     )

@@ -35,6 +35,15 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(url=args.url, keep=args.keep)
 
 
+_HAS_VERSION_2_COLUMNS = """
+select exists (
+    select from pg_catalog.pg_attribute
+    where attrelid = 'audit.record_version'::regclass and attname = 'transaction_id'
+        and not attisdropped
+)
+"""
+
+
 def _history(args: argparse.Namespace) -> int:
     import json
 
@@ -51,6 +60,13 @@ def _history(args: argparse.Namespace) -> int:
         with Session(engine) as session:
             if session.scalar(sa.text("select to_regclass('audit.record_version')")) is None:
                 print("error: no audit trail in this database", file=sys.stderr)
+                return 1
+            if not session.scalar(sa.text(_HAS_VERSION_2_COLUMNS)):
+                print(
+                    "error: the audit trail in this database is older than audit schema "
+                    "version 2: upgrade it (op.upgrade_audit() in a migration) to read it here",
+                    file=sys.stderr,
+                )
                 return 1
             target, versions = _lookup(session, args.table, tuple(args.key), read_as_sql=True)
     except (ValueError, TypeError) as error:

@@ -10,14 +10,18 @@ right before its ``drop_table``, so downgrades mirror correctly.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from alembic.util import CommandError, PriorityDispatchResult
+from alembic.operations import MigrateOperation
+from alembic.util import CommandError, PriorityDispatchResult, warn
 from sqlalchemy import Table
 
+from . import sql
 from .catalog import AuditState, read_audit_state
 from .flag import describe, flagged_by, is_flagged, owning_mappers
+from .layouts import compare_layout, declared_install_options
+from .lifecycle import AdoptAuditOp, UpgradeAuditOp
 from .ops import DisableTrackingOp, EnableTrackingOp, InstallAuditOp
 
 if TYPE_CHECKING:
@@ -39,6 +43,8 @@ class _Run:
     flagged_by: dict[tuple[str | None, str], str]
     # Where op.install_audit() goes if a table comparator finds a table to track.
     install_into: UpgradeOps | None = None
+    #: op.install_audit()'s layout options, as env.py declares them (layouts.py).
+    install_options: dict[str, Any] = field(default_factory=dict)
     install_at: int = 0
     install_added: bool = False
 
@@ -46,7 +52,7 @@ class _Run:
         """Put op.install_audit() first (once) when the audit schema is not installed."""
         if self.state.installed or self.install_added or self.install_into is None:
             return
-        self.install_into.ops.insert(self.install_at, InstallAuditOp())
+        self.install_into.ops.insert(self.install_at, InstallAuditOp(**self.install_options))
         self.install_added = True
 
 
@@ -97,6 +103,7 @@ def _run(autogen_context: AutogenContext) -> _Run:
         flagged={(t.schema, t.name): t for t in flagged_tables},
         described={(t.schema, t.name): describe(t, owners.get(t)) for t in flagged_tables},
         flagged_by={(t.schema, t.name): flagged_by(t, owners.get(t)) for t in flagged_tables},
+        install_options=declared_install_options(autogen_context.opts),
     )
     _runs[autogen_context] = found
     return found
@@ -118,7 +125,42 @@ def compare_audit_schema(
     schemas.difference_update(run.state.extension_schemas)
     run.install_into = upgrade_ops
     run.install_at = len(upgrade_ops.ops)
+    lifecycle_op = _lifecycle_op(run.state)
+    if lifecycle_op is not None:
+        # First, where op.install_audit() would go; it brings the current version.
+        upgrade_ops.ops.insert(run.install_at, lifecycle_op)
+        run.install_added = True
+    if run.state.installed:
+        # The layout options env.py declares against the database's (layouts.py).
+        compare_layout(autogen_context, upgrade_ops)
     return PriorityDispatchResult.CONTINUE
+
+
+def _lifecycle_op(state: AuditState) -> MigrateOperation | None:
+    """op.adopt_audit() over the reference design, op.upgrade_audit() over an older version."""
+    if state.reference:
+        return AdoptAuditOp()
+    if not state.installed or state.version is None or state.version == sql.SCHEMA_VERSION:
+        return None
+    if state.version > sql.SCHEMA_VERSION:
+        raise CommandError(
+            f"hyper_audit: the database's audit schema is version {state.version}, newer than "
+            f"the version {sql.SCHEMA_VERSION} this release of hyper_audit_alembic installs. "
+            f"Upgrade hyper_audit_alembic to the release that installed it before running "
+            f"autogenerate against this database."
+        )
+    return UpgradeAuditOp(state.version, sql.SCHEMA_VERSION)
+
+
+def _untracking_advice(schema: str | None, tname: str, shown: str) -> str:
+    call = f"op.disable_tracking({tname!r}" + (f", schema={schema!r})" if schema else ")")
+    return (
+        f"hyper_audit: table {shown} is tracked by the audit trail, but no model flags it for "
+        f"auditing and no migration enabled its tracking (audit.enable_tracking() was called "
+        f"outside the migrations). Autogenerate leaves it tracked. To keep it tracked, flag "
+        f"its model (__audited__ = True, or info={{'audited': True}} on a Table); to stop "
+        f"tracking it, write {call} in a migration."
+    )
 
 
 def compare_table_tracking(
@@ -135,10 +177,12 @@ def compare_table_tracking(
     run = _run(autogen_context)
     real_schema = schema or run.default_schema
     tracked = run.state.is_tracked(real_schema, tname)
+    # Tracked by the reference design's triggers: op.adopt_audit() moves it to ours.
+    adopted = (real_schema, tname) in run.state.reference_tracked
     wanted = (
         metadata_table is not None and (metadata_table.schema, metadata_table.name) in run.flagged
     )
-    if wanted and not tracked:
+    if wanted and not tracked and not adopted:
         assert metadata_table is not None
         if not metadata_table.primary_key.columns:
             key = (metadata_table.schema, metadata_table.name)
@@ -149,8 +193,14 @@ def compare_table_tracking(
             )
         run.need_installed()
         modify_table_ops.ops.append(EnableTrackingOp(tname, schema=schema))
-    elif tracked and not wanted:
-        modify_table_ops.ops.append(DisableTrackingOp(tname, schema=schema))
+    elif (tracked or adopted) and not wanted:
+        if metadata_table is None or (real_schema, tname) in run.state.marked:
+            # The table goes, or its flag was removed: tracking stops.
+            modify_table_ops.ops.append(DisableTrackingOp(tname, schema=schema))
+        else:
+            # Tracked by hand: reported, not silently untracked.
+            shown = tname if schema is None else f"{schema}.{tname}"
+            warn(_untracking_advice(schema, tname, shown))
     elif tracked and conn_table is not None:
         # The triggers carry the key column names. A key changed without the event
         # trigger (it needs a superuser) leaves them stale: enable_tracking re-reads it.

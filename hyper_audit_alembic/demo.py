@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alembic.util import CommandError
 
 from .cli import init_environment
+from .context import audit_context
 from .throwaway_postgres import ThrowawayPostgres
 
 MODELS = '''\
@@ -93,7 +94,7 @@ do update set token = gen_random_uuid(), expires_at = (select expires_at from ac
 
 HISTORY = """
 select id, op, table_name, left(coalesce(record_id, old_record_id)::text, 8) as record,
-       record::text as new, old_record::text as old
+       record::text as new, old_record::text as old, actor, context::text as context
 from audit.record_version order by id
 """
 
@@ -165,9 +166,19 @@ def _short(value: str | None, width: int = 46) -> str:
 
 def print_history(connection: sa.Connection) -> int:
     rows = connection.exec_driver_sql(HISTORY).all()
-    header = ("id", "op", "table", "record", "record (new)", "old_record")
+    header = ("id", "op", "table", "record", "record (new)", "old_record", "actor", "context")
     table = [header] + [
-        (str(r.id), r.op, r.table_name, r.record or "", _short(r.new), _short(r.old)) for r in rows
+        (
+            str(r.id),
+            r.op,
+            r.table_name,
+            r.record or "",
+            _short(r.new, 40),
+            _short(r.old, 40),
+            r.actor or "",
+            r.context or "",
+        )
+        for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for n, row in enumerate(table):
@@ -219,15 +230,23 @@ def run_demo(url: str | None = None, keep: bool = False) -> int:
         engine = sa.create_engine(url)
         stack.callback(engine.dispose)
         _say("Scenario 1, account: insert, update, delete, truncate")
-        with engine.begin() as connection:
+        print('  in audit_context(connection, actor="user:42", request_id="req-1")')
+        with (
+            engine.begin() as connection,
+            audit_context(connection, actor="user:42", request_id="req-1"),
+        ):
             for statement in ACCOUNT_SCENARIO:
                 print(f"  {statement}")
                 connection.exec_driver_sql(statement)
         _say("Scenario 2, OAuth tokens: the same customer's tokens upserted twice")
         for attempt in (1, 2):
-            with engine.begin() as connection:
+            request = f"req-{attempt + 1}"
+            with (
+                engine.begin() as connection,
+                audit_context(connection, actor="user:42", request_id=request),
+            ):
                 connection.exec_driver_sql(OAUTH_UPSERT)
-            print(f"  upsert {attempt} committed")
+            print(f'  upsert {attempt} committed, in audit_context(request_id="{request}")')
         with engine.connect() as connection:
             live = connection.exec_driver_sql(
                 "select (select count(*) from access_token), (select count(*) from refresh_token)"
@@ -243,6 +262,8 @@ def run_demo(url: str | None = None, keep: bool = False) -> int:
             print(f"  {rows} audit rows; superseded access tokens kept: {superseded}")
             print(f"  record ids: {json.dumps(_record_ids(connection))}")
 
+        _print_read_side(engine)
+
         _say("alembic check")
         checked = _alembic(project, url, "check").splitlines()
         print("  " + next((line for line in checked if "No new upgrade" in line), checked[-1]))
@@ -255,6 +276,25 @@ def run_demo(url: str | None = None, keep: bool = False) -> int:
         if keep:
             print(f"\nThe sample project stays in {project}")
     return 0
+
+
+def _print_read_side(engine: sa.Engine) -> None:
+    """The history API: one record's history, and one request's changes."""
+    from sqlalchemy.orm import Session
+
+    from .history import context_history, history, render_versions
+
+    with Session(engine) as session:
+        _say('history(session, "account", 1): who changed it, in which request')
+        versions = history(session, "account", 1)
+        for line in render_versions(versions, ("id", "name")).splitlines():
+            print(f"  {line}")
+        _say('context_history(session, {"request_id": "req-3"}): one request\'s changes')
+        for version in context_history(session, {"request_id": "req-3"}):
+            print(
+                f"  {version.op} {version.table_name} by {version.actor}"
+                f" in transaction {version.transaction_id}"
+            )
 
 
 def _record_ids(connection: sa.Connection) -> dict[str, int]:

@@ -55,12 +55,14 @@ __all__ = [
     "Operation",
     "RecordVersion",
     "as_of",
+    "context_history",
     "history",
     "key_text",
     "parse_table_name",
     "record_id",
     "render_versions",
     "table_history",
+    "transaction_history",
     "version_as_json",
 ]
 
@@ -184,6 +186,27 @@ class Operation(str, enum.Enum):
         return self.value
 
 
+class XID8(sa.types.UserDefinedType[int]):
+    """PostgreSQL's ``xid8`` (a 64-bit transaction id), read and compared as a Python int.
+
+    Drivers return it as text or as an int; values are bound as text and cast.
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+    def bind_processor(self, dialect: sa.Dialect) -> Any:
+        return lambda value: None if value is None else str(int(value))
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return sa.cast(sa.cast(bindvalue, sa.Text), self)
+
+    def result_processor(self, dialect: sa.Dialect, coltype: object) -> Any:
+        return lambda value: None if value is None else int(value)
+
+
 class AuditBase(DeclarativeBase):
     """The registry and MetaData of the audit classes: never the user's.
 
@@ -199,6 +222,11 @@ class RecordVersion(AuditBase):
 
     Usable with the application's own ``Session``; reading it needs SELECT on
     ``audit.record_version`` (and USAGE on schema ``audit``).
+
+    It maps audit schema version 2 (the current one): ``actor``, ``context`` and
+    ``transaction_id`` exist from version 2 on, so a database still at version 1 needs
+    its audit schema upgraded (``op.upgrade_audit()``) before this class can read it.
+    Rows recorded before that upgrade have None in these three.
     """
 
     __tablename__ = "record_version"
@@ -222,6 +250,13 @@ class RecordVersion(AuditBase):
     table_name: Mapped[str] = mapped_column(sa.String)
     record: Mapped[dict[str, Any] | None] = mapped_column(postgresql.JSONB)
     old_record: Mapped[dict[str, Any] | None] = mapped_column(postgresql.JSONB)
+    #: Who made the change: the application's actor (``audit_context(actor=...)``), else
+    #: the database role the session acted as.
+    actor: Mapped[str | None] = mapped_column(sa.Text)
+    #: Why: the application's context for the transaction (``audit_context(**context)``).
+    context: Mapped[dict[str, Any] | None] = mapped_column(postgresql.JSONB)
+    #: The writing transaction's id (``pg_current_xact_id()``), shared by its rows.
+    transaction_id: Mapped[int | None] = mapped_column(XID8)
 
     @property
     def values(self) -> dict[str, Any] | None:
@@ -729,6 +764,39 @@ def as_of(session: Session, model: object, pk: object, when: dt.datetime) -> dic
     return None if truncated else dict(last.record)
 
 
+def transaction_history(session: Session, transaction_id: int) -> list[RecordVersion]:
+    """Every audit row one transaction wrote, in the order it wrote them.
+
+    ``transaction_id`` as a :class:`RecordVersion` carries it (found by the
+    ``record_version_transaction_id`` index).
+    """
+    rv = RecordVersion
+    query = sa.select(rv).where(rv.transaction_id == transaction_id)
+    return list(session.scalars(query.order_by(rv.id)))
+
+
+def context_history(
+    session: Session,
+    context: Mapping[str, Any],
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[RecordVersion]:
+    """The audit rows whose context holds these values, oldest first (``ts``, then ``id``).
+
+    ``context_history(session, {"request_id": "r-1"})``: one request's changes, over every
+    table and transaction. The context is not indexed (an index would cost every audited
+    write), so this reads the audit rows with ``since <= ts < until``: give the time range
+    where the table is large.
+    """
+    rv = RecordVersion
+    query = sa.select(rv).where(rv.context.contains(dict(context)))
+    if since is not None:
+        query = query.where(rv.ts >= since)
+    if until is not None:
+        query = query.where(rv.ts < until)
+    return list(session.scalars(query.order_by(rv.ts, rv.id)))
+
+
 # --------------------------------------------------------------------------------------
 # Showing a history
 
@@ -746,14 +814,18 @@ def version_as_json(version: RecordVersion) -> dict[str, Any]:
         "table_name": version.table_name,
         "record": version.record,
         "old_record": version.old_record,
+        "actor": version.actor,
+        "context": version.context,
+        "transaction_id": version.transaction_id,
     }
 
 
 def render_versions(versions: Sequence[RecordVersion], columns: Sequence[str] = ()) -> str:
-    """A history as a text table: ts, op, and what changed (``columns`` sets their order).
+    """A history as a text table: ts, op, actor, context, and what changed.
 
     An INSERT or a DELETE shows the whole row, an UPDATE the columns it changed as
-    ``column: before -> after``; values are written as JSON.
+    ``column: before -> after`` (``columns`` sets their order); values and the context
+    are written as JSON.
     """
     order = {name: position for position, name in enumerate(columns)}
 
@@ -763,7 +835,7 @@ def render_versions(versions: Sequence[RecordVersion], columns: Sequence[str] = 
     def show(value: object) -> str:
         return json.dumps(value, ensure_ascii=False)
 
-    lines = [("ts", "op", "changes")]
+    lines = [("ts", "op", "actor", "context", "changes")]
     for version in versions:
         changes = version.changes
         if version.op == Operation.UPDATE:
@@ -775,10 +847,13 @@ def render_versions(versions: Sequence[RecordVersion], columns: Sequence[str] = 
         else:
             row = version.values or {}
             text = ", ".join(f"{name}={show(row[name])}" for name in ordered(list(row)))
-        lines.append((str(version.ts), str(version.op), text))
-    ts_width = max(len(line[0]) for line in lines)
-    op_width = max(len(line[1]) for line in lines)
+        context = "" if version.context is None else show(version.context)
+        lines.append((str(version.ts), str(version.op), version.actor or "", context, text))
+    widths = [max(len(line[n]) for line in lines) for n in range(4)]
     return "".join(
-        f"{ts.ljust(ts_width)}  {op.ljust(op_width)}  {text}".rstrip() + "\n"
-        for ts, op, text in lines
+        "  ".join(
+            [*(cell.ljust(w) for cell, w in zip(line, widths, strict=False)), line[4]]
+        ).rstrip()
+        + "\n"
+        for line in lines
     )

@@ -6,12 +6,14 @@ here, so every op works the same online and in offline (``--sql``) mode.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from alembic.operations import MigrateOperation, Operations
 from alembic.util import CommandError
 
 from . import sql
+from .catalog import TRACKED_BY_MIGRATION
 from .quoting import qualified_name_literal
 
 
@@ -46,19 +48,45 @@ def _emit(operations: Operations, statements: Iterable[str]) -> None:
 class InstallAuditOp(MigrateOperation):
     """Install (or complete) the audit schema."""
 
+    def __init__(
+        self,
+        timescale: Mapping[str, str | None] | bool | None = None,
+        partitioned: Mapping[str, Any] | bool | None = None,
+    ) -> None:
+        # The layout options for years of history (layouts.py checks them).
+        self.timescale, self.partitioned = layouts.install_options(timescale, partitioned)
+
     @classmethod
-    def install_audit(cls, operations: Operations) -> None:
+    def install_audit(
+        cls,
+        operations: Operations,
+        *,
+        timescale: Mapping[str, str | None] | bool | None = None,
+        partitioned: Mapping[str, Any] | bool | None = None,
+    ) -> None:
         """Install the audit schema: ``audit.record_version``, its functions and triggers.
 
         Safe over an existing audit schema: recorded history is kept.
+
+        ``timescale={"chunk_interval": "7 days", "compress_after": "30 days",
+        "retention": "5 years"}`` (each optional; needs the timescaledb extension):
+        TimescaleDB options of the audit hypertable. ``partitioned={"interval": "1 month",
+        "premake": 3, "retention": None, "retention_action": "detach"}`` (these are the
+        defaults; ``True`` takes them all), for servers without TimescaleDB: the audit
+        table range-partitioned by ``ts``, kept by ``audit.maintain_partitions()``.
         """
-        operations.invoke(cls())
+        operations.invoke(cls(timescale=timescale, partitioned=partitioned))
 
     def reverse(self) -> UninstallAuditOp:
         return UninstallAuditOp(keep_history=True)
 
-    def to_diff_tuple(self) -> tuple[str]:
-        return ("install_audit",)
+    def to_diff_tuple(self) -> tuple[Any, ...]:
+        options = []
+        if self.timescale is not None:
+            options.append(("timescale", tuple(sorted(self.timescale.given().items()))))
+        if self.partitioned is not None:
+            options.append(("partitioned", tuple(sorted(self.partitioned.items()))))
+        return ("install_audit", *options)
 
 
 @Operations.register_operation("uninstall_audit")
@@ -120,7 +148,7 @@ begin
             message = 'op.{function}: table ' || target || ' does not exist',
             hint = {missing_table_hint};
     end if;{extra_checks}
-    perform audit.{function}(target::regclass);
+    perform audit.{function}(target::regclass);{after_call}
 end
 """
 
@@ -133,7 +161,8 @@ _INHERITANCE_CHECK = """
         where i.inhparent = pg_catalog.to_regclass(target)
             and not exists (
                 select from pg_catalog.pg_trigger t
-                where t.tgrelid = i.inhrelid and t.tgname = 'audit_row_change'
+                where t.tgrelid = i.inhrelid
+                    and t.tgfoid = pg_catalog.to_regprocedure('audit.record_row_change()')
             )
     ) then
         raise exception using
@@ -146,7 +175,9 @@ _INHERITANCE_CHECK = """
                     where i.inhparent = pg_catalog.to_regclass(target)
                         and not exists (
                             select from pg_catalog.pg_trigger t
-                            where t.tgrelid = i.inhrelid and t.tgname = 'audit_row_change'
+                            where t.tgrelid = i.inhrelid
+                                and t.tgfoid
+                                    = pg_catalog.to_regprocedure('audit.record_row_change()')
                         )
                 ),
             hint = 'Rows stored in a child table fire only the triggers of the child, even '
@@ -171,6 +202,7 @@ class _TrackingOp(MigrateOperation):
     not_installed_hint: str
     missing_table_hint: str
     extra_checks = ""
+    after_call = ""
 
     def __init__(self, table_name: str, schema: str | None = None) -> None:
         self.table_name = table_name
@@ -185,6 +217,7 @@ class _TrackingOp(MigrateOperation):
             not_installed_hint=self.not_installed_hint,
             missing_table_hint=self.missing_table_hint,
             extra_checks=self.extra_checks,
+            after_call=self.after_call,
         )
         return f"do {_dollar_quote(body, target)}"
 
@@ -205,6 +238,11 @@ class EnableTrackingOp(_TrackingOp):
         "                || 'schema given to op.enable_tracking().'"
     )
     extra_checks = _INHERITANCE_CHECK
+    # Marks the table as tracked by a migration (catalog.py reads it): autogenerate then
+    # disables tracking when the flag goes, but only warns about a table tracked by hand.
+    after_call = f"""
+    execute 'comment on trigger audit_truncate on ' || pg_catalog.to_regclass(target)::text
+        || ' is ' || pg_catalog.quote_literal('{TRACKED_BY_MIGRATION}');"""
 
     @classmethod
     def enable_tracking(
@@ -249,7 +287,7 @@ class DisableTrackingOp(_TrackingOp):
 
 @Operations.implementation_for(InstallAuditOp)
 def _install_audit(operations: Operations, operation: InstallAuditOp) -> None:
-    _emit(operations, sql.statements("install"))
+    _emit(operations, layouts.install_statements(operation.timescale, operation.partitioned))
 
 
 @Operations.implementation_for(UninstallAuditOp)
@@ -261,3 +299,8 @@ def _uninstall_audit(operations: Operations, operation: UninstallAuditOp) -> Non
 @Operations.implementation_for(DisableTrackingOp)
 def _toggle_tracking(operations: Operations, operation: _TrackingOp) -> None:
     _emit(operations, [operation.statement(operations)])
+
+
+# The layout ops (they use _emit), the upgrade and adoption ops (lifecycle.py) and the
+# renderers of every op, registered whenever the ops are.
+from . import layouts, lifecycle, render  # noqa: E402, F401

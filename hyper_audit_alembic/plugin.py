@@ -6,22 +6,40 @@ package exists: nothing here may import ``alembic.autogenerate`` at module level
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, Any
 
-from alembic.util import DispatchPriority
+from alembic.util import DispatchPriority, PriorityDispatchResult
 
 if TYPE_CHECKING:
     from alembic.runtime.plugins import Plugin
 
 
+def _compare_audit_schema(*args: Any) -> PriorityDispatchResult:
+    from .compare import compare_audit_schema
+
+    return compare_audit_schema(*args)
+
+
+def _compare_table_tracking(*args: Any) -> PriorityDispatchResult:
+    from .compare import compare_table_tracking
+
+    return compare_table_tracking(*args)
+
+
 def setup(plugin: Plugin) -> None:
-    """Register the audit operations, their renderers and the comparators."""
-    from . import ops, render  # noqa: F401  (registration happens on import)
-    from .compare import compare_audit_schema, compare_table_tracking
+    """Register the audit operations, their renderers and the comparators.
+
+    A user's own ``import hyper_audit_alembic.ops`` can be what imports alembic and so
+    runs this setup while ops is half-loaded: ops then registers everything itself when
+    it finishes, and the comparators import what they need when autogenerate calls them.
+    """
+    if "hyper_audit_alembic.ops" not in sys.modules:
+        from . import ops  # noqa: F401  (registers the ops and, at its end, their renderers)
     from .guard import register_guard
 
     plugin.add_autogenerate_comparator(
-        compare_audit_schema, "schema", "audit", priority=DispatchPriority.FIRST
+        _compare_audit_schema, "schema", "audit", priority=DispatchPriority.FIRST
     )
-    plugin.add_autogenerate_comparator(compare_table_tracking, "table", "audit")
+    plugin.add_autogenerate_comparator(_compare_table_tracking, "table", "audit")
     register_guard()

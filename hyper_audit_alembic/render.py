@@ -19,7 +19,9 @@ def _call(autogen_context: AutogenContext, name: str, *args: str) -> str:
 
 @renderers.dispatch_for(InstallAuditOp, replace=True)
 def render_install(autogen_context: AutogenContext, op: InstallAuditOp) -> str:
-    return _call(autogen_context, "install_audit")
+    args = [f"timescale={op.timescale.given()!r}"] if op.timescale is not None else []
+    args += [f"partitioned={op.partitioned!r}"] if op.partitioned is not None else []
+    return _call(autogen_context, "install_audit", *args)
 
 
 @renderers.dispatch_for(UninstallAuditOp, replace=True)

@@ -69,14 +69,15 @@ def install(connection: sa.Connection, *track: str) -> None:
 
 
 def tracked_tables(connection: sa.Connection) -> list[str]:
-    """The tables that carry both audit triggers, as schema.table."""
+    """The tables that carry the audit triggers (changes and truncate), as schema.table."""
     return list(
         connection.exec_driver_sql(
             "select n.nspname || '.' || c.relname from pg_trigger t "
             "join pg_class c on c.oid = t.tgrelid "
             "join pg_namespace n on n.oid = c.relnamespace "
-            "where t.tgname in ('audit_row_change', 'audit_truncate') "
-            "group by 1 having count(*) = 2 order by 1"
+            "where t.tgfoid in (to_regprocedure('audit.record_row_change()'), "
+            "to_regprocedure('audit.record_truncate()')) "
+            "group by 1 having count(distinct t.tgfoid) = 2 order by 1"
         ).scalars()
     )
 

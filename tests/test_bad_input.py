@@ -298,9 +298,9 @@ def test_install_on_a_server_without_uuid_ossp(server_without_uuid_ossp: Throwaw
     engine = sa.create_engine(server.url("app"))
     try:
         with connect(server.url("app")) as db:
-            assert db.one(
-                "select count(*) from pg_available_extensions where name = 'uuid-ossp'"
-            ) == 0
+            assert (
+                db.one("select count(*) from pg_available_extensions where name = 'uuid-ossp'") == 0
+            )
             assert db.one("select count(*) from pg_available_extensions") > 0
             assert_fails_alike(
                 server, engine, db, lambda op: op.install_audit(), "0A000",

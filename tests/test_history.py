@@ -32,7 +32,7 @@ T0 = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.timezone.utc)
 
 def install(engine: sa.Engine) -> None:
     with engine.begin() as connection:
-        for statement in sql.statements("install"):
+        for statement in sql.install_statements():
             connection.exec_driver_sql(statement)
 
 
@@ -581,17 +581,22 @@ def test_cli_history(
     assert capsys.readouterr().out == (
         'xyz."Members" (tenant, code) = (acme, 00000000-0000-0000-0000-000000000007):'
         " 3 changes\n"
-        "ts                         op      changes\n"
-        f'2024-05-01 10:00:00+00:00  INSERT  tenant="acme", code="{code}", role="admin"\n'
-        '2024-05-01 10:01:00+00:00  UPDATE  role: "admin" -> "owner ✓"\n'
-        f'2024-05-01 10:02:00+00:00  DELETE  tenant="acme", code="{code}", role="owner ✓"\n'
+        "ts                         op      actor     context  changes\n"
+        "2024-05-01 10:00:00+00:00  INSERT  postgres           "
+        f'tenant="acme", code="{code}", role="admin"\n'
+        '2024-05-01 10:01:00+00:00  UPDATE  postgres           role: "admin" -> "owner ✓"\n'
+        "2024-05-01 10:02:00+00:00  DELETE  postgres           "
+        f'tenant="acme", code="{code}", role="owner ✓"\n'
     )
 
     assert main(["history", "--url", url, "--json", 'xyz."Members"', "acme", str(code)]) == 0
     rows = json.loads(capsys.readouterr().out)
     rid = str(record_id(tables["Members"], "acme", code))
     record = {"tenant": "acme", "code": str(code), "role": "admin"}
-    assert [{k: v for k, v in row.items() if k != "id"} for row in rows] == [
+    assert len({row["transaction_id"] for row in rows}) == 3
+    assert [
+        {k: v for k, v in row.items() if k not in ("id", "transaction_id")} for row in rows
+    ] == [
         {
             "ts": "2024-05-01T10:00:00+00:00",
             "op": "INSERT",
@@ -602,6 +607,8 @@ def test_cli_history(
             "table_name": "Members",
             "record": record,
             "old_record": None,
+            "actor": "postgres",
+            "context": None,
         },
         {
             "ts": "2024-05-01T10:01:00+00:00",
@@ -613,6 +620,8 @@ def test_cli_history(
             "table_name": "Members",
             "record": {**record, "role": "owner ✓"},
             "old_record": record,
+            "actor": "postgres",
+            "context": None,
         },
         {
             "ts": "2024-05-01T10:02:00+00:00",
@@ -624,6 +633,8 @@ def test_cli_history(
             "table_name": "Members",
             "record": None,
             "old_record": {**record, "role": "owner ✓"},
+            "actor": "postgres",
+            "context": None,
         },
     ]
 
@@ -660,4 +671,4 @@ def test_cli_module_runs(audited: sa.Engine, tables: dict[str, int]) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "account (id) = (1): 1 change"
-    assert done.stdout.splitlines()[2].endswith('  INSERT  id=1, name="Foo"')
+    assert done.stdout.splitlines()[2].endswith('  INSERT  postgres           id=1, name="Foo"')

@@ -196,7 +196,7 @@ def test_offline_supabase_install_equals_online(twins: Twins) -> None:
 
 
 def test_offline_install_is_the_sql_file_verbatim() -> None:
-    expected = "".join(statement + ";\n\n" for statement in audit_sql.statements("install"))
+    expected = "".join(statement + ";\n\n" for statement in audit_sql.install_statements())
     assert offline_sql(lambda op: op.install_audit()) == f"BEGIN;\n\n{expected}COMMIT;\n\n"
 
 

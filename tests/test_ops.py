@@ -177,7 +177,7 @@ def test_install_audit_over_an_install_keeps_history(engine: sa.Engine, db: Db) 
     run_online(engine, install)
     assert catalog_snapshot(db) == snapshot
     assert db.audit_rows() == history
-    assert db.rows("select version from audit.schema_version") == [(1,)]
+    assert db.rows("select version from audit.schema_version") == [(audit_sql.SCHEMA_VERSION,)]
     db.run("delete from account")
     assert db.audit_rows()[-1][:3] == ("DELETE", None, record_id(oid, "1"))
 
@@ -219,7 +219,7 @@ def test_uninstall_keep_history_then_install_again(engine: sa.Engine, db: Db) ->
 
     run_online(engine, install)
     assert db.audit_rows() == history
-    assert db.rows("select version from audit.schema_version") == [(1,)]
+    assert db.rows("select version from audit.schema_version") == [(audit_sql.SCHEMA_VERSION,)]
     run_online(engine, lambda op: op.enable_tracking("account"))
     db.run("delete from account where id = 1")
     assert db.audit_rows() == [
@@ -356,7 +356,19 @@ SQL_FILES = sorted(
 
 
 def test_sql_files_are_known() -> None:
-    assert SQL_FILES == ["drop_history", "install", "refuse_if_history", "remove_functions"]
+    assert SQL_FILES == [
+        "adopt_finish",
+        "adopt_prepare",
+        "downgrade_to_1",
+        "drop_history",
+        "install",
+        "partitioned",
+        "partitioned_check",
+        "refuse_if_history",
+        "remove_functions",
+        "timescale_policy",
+        "upgrade_to_2",
+    ]
 
 
 @pytest.mark.parametrize("name", SQL_FILES)
@@ -395,7 +407,8 @@ begin
         where i.inhparent = pg_catalog.to_regclass(target)
             and not exists (
                 select from pg_catalog.pg_trigger t
-                where t.tgrelid = i.inhrelid and t.tgname = 'audit_row_change'
+                where t.tgrelid = i.inhrelid
+                    and t.tgfoid = pg_catalog.to_regprocedure('audit.record_row_change()')
             )
     ) then
         raise exception using
@@ -408,7 +421,9 @@ begin
                     where i.inhparent = pg_catalog.to_regclass(target)
                         and not exists (
                             select from pg_catalog.pg_trigger t
-                            where t.tgrelid = i.inhrelid and t.tgname = 'audit_row_change'
+                            where t.tgrelid = i.inhrelid
+                                and t.tgfoid
+                                    = pg_catalog.to_regprocedure('audit.record_row_change()')
                         )
                 ),
             hint = 'Rows stored in a child table fire only the triggers of the child, even '
@@ -416,6 +431,8 @@ begin
                 || 'before the parent). Each table records its rows under its own name.';
     end if;
     perform audit.enable_tracking(target::regclass);
+    execute 'comment on trigger audit_truncate on ' || pg_catalog.to_regclass(target)::text
+        || ' is ' || pg_catalog.quote_literal('tracked by a hyper_audit_alembic migration');
 end
 $hyper_audit_1$"""
 
@@ -446,9 +463,7 @@ $hyper_audit$"""
 
 def test_enable_tracking_statement_text() -> None:
     # The name is a string literal; the dollar-quote tag avoids what the name holds.
-    statement = audit_ops.EnableTrackingOp(
-        'we"ird %s :x $hyper_audit$', schema="O'Brien"
-    ).statement
+    statement = audit_ops.EnableTrackingOp('we"ird %s :x $hyper_audit$', schema="O'Brien").statement
     assert statement(None) == ENABLE_WEIRD  # type: ignore[arg-type]
     assert audit_ops.DisableTrackingOp("account").statement(None) == (  # type: ignore[arg-type]
         DISABLE_ACCOUNT

@@ -180,11 +180,17 @@ def test_environment_works_online_and_offline_alike(
     offline = fingerprint(second_db_url)
     assert offline == online
     triggers = [what for kind, what in online if kind == "trigger"]
+    # Statement-level audit triggers plus the key-change row trigger (see install.sql).
     assert triggers == [
-        "account audit_row_change audit.record_row_change id\\000 O",
-        "account audit_truncate audit.record_truncate  O",
-        'ledger."Odd Name" audit_row_change audit.record_row_change key\\000 O',
-        'ledger."Odd Name" audit_truncate audit.record_truncate  O',
+        f"{table} {name} audit.{function} {args} O"
+        for table, key in (("account", "id"), ('ledger."Odd Name"', "key"))
+        for name, function, args in (
+            ("audit_delete", "record_row_change", key + "\\000"),
+            ("audit_insert", "record_row_change", key + "\\000"),
+            ("audit_key_change", "record_key_change", key + "\\000"),
+            ("audit_truncate", "record_truncate", ""),
+            ("audit_update", "record_row_change", key + "\\000"),
+        )
     ]
 
     # The offline database records changes like the online one.

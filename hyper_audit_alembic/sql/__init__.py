@@ -10,8 +10,9 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-#: The audit schema version that ``install.sql`` creates.
-SCHEMA_VERSION = 1
+#: The audit schema version this release installs: ``install.sql`` creates version 1,
+#: ``upgrade_to_<n>.sql`` turns version n - 1 into version n, ``downgrade_to_<n>.sql`` back.
+SCHEMA_VERSION = 2
 
 
 @cache
@@ -19,6 +20,67 @@ def statements(name: str) -> tuple[str, ...]:
     """The statements of ``sql/<name>.sql``, without their terminating semicolons."""
     text = resources.files(__name__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
     return tuple(split_statements(text))
+
+
+def install_statements() -> list[str]:
+    """Install the current version: ``install.sql`` (version 1), then every upgrade.
+
+    Idempotent: over an existing audit schema (of any version up to this one) the recorded
+    history stays and the schema ends at :data:`SCHEMA_VERSION`. Over an install of the
+    reference design (supa_audit / hyper_audit) it takes that over: ``adopt_prepare.sql``
+    first and ``adopt_finish.sql`` last, which find nothing to do anywhere else.
+    """
+    return [
+        *statements("adopt_prepare"),
+        *statements("install"),
+        *upgrade_statements(1, SCHEMA_VERSION),
+        *statements("adopt_finish"),
+    ]
+
+
+def upgrade_statements(from_version: int, to_version: int) -> list[str]:
+    """Turn audit schema ``from_version`` into ``to_version`` (later; equal: nothing)."""
+    _check_versions(from_version, to_version, to_version >= from_version, "upgrade")
+    return [
+        statement
+        for version in range(from_version + 1, to_version + 1)
+        for statement in statements(f"upgrade_to_{version}")
+    ]
+
+
+def downgrade_statements(from_version: int, to_version: int) -> list[str]:
+    """Turn audit schema ``from_version`` back into ``to_version``, keeping recorded data.
+
+    Ending at version 1 re-runs ``install.sql`` (idempotent), which restores the version-1
+    function definitions and records version 1.
+    """
+    _check_versions(from_version, to_version, to_version <= from_version, "downgrade")
+    found = [
+        statement
+        for version in range(from_version - 1, to_version - 1, -1)
+        for statement in statements(f"downgrade_to_{version}")
+    ]
+    if found and to_version == 1:
+        found += statements("install")
+    return found
+
+
+def _check_versions(from_version: int, to_version: int, ordered: bool, what: str) -> None:
+    for version in (from_version, to_version):
+        if (
+            isinstance(version, bool)
+            or not isinstance(version, int)
+            or not 1 <= version <= SCHEMA_VERSION
+        ):
+            raise ValueError(
+                f"audit schema {what}: versions go from 1 to {SCHEMA_VERSION}, not {version!r}"
+            )
+    if not ordered:
+        other = "a downgrade" if what == "upgrade" else "an upgrade"
+        raise ValueError(
+            f"audit schema {what}: cannot go from version {from_version} to {to_version}; "
+            f"that is {other}"
+        )
 
 
 def split_statements(text: str) -> list[str]:

@@ -111,6 +111,15 @@ begin
     join pg_catalog.pg_namespace n on n.oid = e.extnamespace
     where e.extname = 'timescaledb';
 
+    -- A natively partitioned audit table (op.install_audit(partitioned=...)) stays so:
+    -- TimescaleDB cannot convert it, and its partitioned indexes have these names already.
+    if (
+        select c.relkind from pg_catalog.pg_class c
+        where c.oid = pg_catalog.to_regclass('audit.record_version')
+    ) = 'p' then
+        timescale_schema := null;
+    end if;
+
     if timescale_schema is not null then
         if not exists (
             select from timescaledb_information.hypertables
@@ -173,61 +182,259 @@ as $$
     where i.indrelid = table_oid and i.indisprimary
 $$;
 
--- The stable record id: UUID v5 of the jsonb text '["<table oid>", "<pk1>", ...]'.
--- A plain immutable SQL function, so the planner inlines it into the trigger.
-create or replace function audit.to_record_id(table_oid oid, pkey_cols text[], rec jsonb)
-returns uuid
+-- The general form of record_id_text below, for keys of any length.
+create or replace function audit.record_id_text_any(table_oid oid, pkey_cols text[], rec jsonb)
+returns text
 language sql
-immutable
+stable
+parallel safe
+as $$
+    select (
+        pg_catalog.jsonb_build_array(table_oid::text)
+        operator(pg_catalog.||) (
+            select pg_catalog.jsonb_agg(rec operator(pg_catalog.->>) k.col order by k.ord)
+            from pg_catalog.unnest(pkey_cols) with ordinality as k (col, ord)
+        )
+    )::text
+$$;
+
+-- The text a record id is the UUID v5 of: the jsonb array '["<table oid>", "<pk1>", ...]'
+-- of the table oid and the primary-key values as text. pkey_cols may have any lower bound
+-- (trigger arguments start at 0). One to three key columns are spelled out so that this
+-- stays a plain expression the planner inlines into the trigger's queries (stable, like
+-- jsonb_build_array); longer keys take the general path. Operators are qualified: the
+-- text is parsed where it is inlined, under the caller's search_path.
+create or replace function audit.record_id_text(table_oid oid, pkey_cols text[], rec jsonb)
+returns text
+language sql
+stable
 parallel safe
 as $$
     select case
-        when rec is null then null
-        else audit.uuid_v5(
-            'fd62bc3d-8d6e-43c2-919c-802ba3762271'::uuid,
-            (
-                pg_catalog.jsonb_build_array(table_oid::text)
-                || (
-                    select pg_catalog.jsonb_agg(rec ->> k.col order by k.ord)
-                    from pg_catalog.unnest(pkey_cols) with ordinality as k (col, ord)
-                )
+        when pg_catalog.cardinality(pkey_cols) operator(pg_catalog.=) 1 then
+            pg_catalog.jsonb_build_array(
+                table_oid::text,
+                rec operator(pg_catalog.->>) pkey_cols[pg_catalog.array_lower(pkey_cols, 1)]
             )::text
-        )
+        when pg_catalog.cardinality(pkey_cols) operator(pg_catalog.=) 2 then
+            pg_catalog.jsonb_build_array(
+                table_oid::text,
+                rec operator(pg_catalog.->>) pkey_cols[pg_catalog.array_lower(pkey_cols, 1)],
+                rec operator(pg_catalog.->>)
+                    pkey_cols[pg_catalog.array_lower(pkey_cols, 1) operator(pg_catalog.+) 1]
+            )::text
+        when pg_catalog.cardinality(pkey_cols) operator(pg_catalog.=) 3 then
+            pg_catalog.jsonb_build_array(
+                table_oid::text,
+                rec operator(pg_catalog.->>) pkey_cols[pg_catalog.array_lower(pkey_cols, 1)],
+                rec operator(pg_catalog.->>)
+                    pkey_cols[pg_catalog.array_lower(pkey_cols, 1) operator(pg_catalog.+) 1],
+                rec operator(pg_catalog.->>)
+                    pkey_cols[pg_catalog.array_lower(pkey_cols, 1) operator(pg_catalog.+) 2]
+            )::text
+        else audit.record_id_text_any(table_oid, pkey_cols, rec)
     end
 $$;
 
--- One audit row per changed row. The primary-key columns arrive as trigger arguments,
--- resolved once by enable_tracking, so no catalog lookup happens per row.
+-- The stable record id: UUID v5 of record_id_text. Null for a null record.
+create or replace function audit.to_record_id(table_oid oid, pkey_cols text[], rec jsonb)
+returns uuid
+language sql
+stable
+parallel safe
+as $$
+    select case when rec is not null then audit.uuid_v5(
+        'fd62bc3d-8d6e-43c2-919c-802ba3762271'::uuid,
+        audit.record_id_text(table_oid, pkey_cols, rec)
+    ) end
+$$;
+
+-- How a tracked table's changes are recorded. The primary-key column names are the
+-- trigger arguments (resolved once by enable_tracking), so nothing is looked up per row.
+--
+-- Statement level (the normal case): audit_insert, audit_update and audit_delete run once
+-- per statement and write the audit rows of all its rows with one INSERT ... SELECT from
+-- the statement's transition tables. An UPDATE pairs each old row with its new row by
+-- the primary key, which is only right for rows whose key did not change; rows whose key
+-- changed are written by the row trigger audit_key_change (record_key_change below) as
+-- they happen, and the statement trigger leaves them out.
+--
+-- Row level (tg_level = 'ROW', trigger audit_row_change): one audit row per changed row,
+-- for tables where transition tables cannot pair rows by key (see enable_tracking): a
+-- deferrable primary key, a foreign key whose action updates the table's rows, or an
+-- inheritance hierarchy. Triggers of earlier versions (row level) land here too.
+--
+-- Both write the same audit rows as the reference per-row design. The settings keep plans
+-- cached for one size of transition table good for every size: a hash join (a nested loop
+-- planned for one row would pair 100,000 rows in quadratic time; a merge join sorts both
+-- sides), no JIT (compiled for a large statement, then paid again by every small one).
 create or replace function audit.record_row_change()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set enable_nestloop = off
+set enable_mergejoin = off
+set jit = off
+as $$
+declare
+    new_rec jsonb;
+    old_rec jsonb;
+    marker text;
+    first_key_change bigint;
+    written bigint;
+begin
+    if tg_level = 'ROW' then
+        if tg_op <> 'DELETE' then
+            new_rec := to_jsonb(new);
+        end if;
+        if tg_op <> 'INSERT' then
+            old_rec := to_jsonb(old);
+        end if;
+        insert into audit.record_version (
+            record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
+        )
+        values (
+            audit.to_record_id(tg_relid, tg_argv, new_rec),
+            audit.to_record_id(tg_relid, tg_argv, old_rec),
+            tg_op::audit.operation,
+            tg_relid,
+            tg_table_schema,
+            tg_table_name,
+            new_rec,
+            old_rec
+        );
+        return null;
+    end if;
+
+    if tg_op = 'INSERT' then
+        insert into audit.record_version (
+            record_id, op, table_oid, table_schema, table_name, record
+        )
+        select
+            audit.to_record_id(tg_relid, tg_argv, n.rec),
+            'INSERT', tg_relid, tg_table_schema, tg_table_name, n.rec
+        from (select to_jsonb(r) as rec from audit_new as r offset 0) as n;
+    elsif tg_op = 'DELETE' then
+        insert into audit.record_version (
+            old_record_id, op, table_oid, table_schema, table_name, old_record
+        )
+        select
+            audit.to_record_id(tg_relid, tg_argv, o.rec),
+            'DELETE', tg_relid, tg_table_schema, tg_table_name, o.rec
+        from (select to_jsonb(r) as rec from audit_old as r offset 0) as o;
+    else
+        -- Did audit_key_change write rows for this statement? It notes the id of its
+        -- first audit row under a name of this table and trigger depth: the statement's
+        -- row and statement triggers run at the same depth, nested statements deeper.
+        marker := 'audit.key_change_' || tg_relid::text || '_' || pg_trigger_depth()::text;
+        first_key_change := nullif(current_setting(marker, true), '')::bigint;
+        if first_key_change is null then
+            -- The common single-row UPDATE: its one old and one new row are the same row,
+            -- and its key did not change.
+            insert into audit.record_version (
+                record_id, old_record_id, op, table_oid, table_schema, table_name,
+                record, old_record
+            )
+            select p.id, p.id, 'UPDATE', tg_relid, tg_table_schema, tg_table_name, p.rec, p.old_rec
+            from (
+                select audit.to_record_id(tg_relid, tg_argv, n.rec) as id, n.rec, o.rec as old_rec
+                from (select to_jsonb(r) as rec from audit_new as r offset 0) as n
+                cross join (select to_jsonb(r) as rec from audit_old as r offset 0) as o
+                where (select count(*) from audit_old) = 1
+                offset 0
+            ) as p;
+            get diagnostics written = row_count;
+            if written = 1 then
+                return null;
+            end if;
+            if not exists (select from audit_old) then
+                return null;
+            end if;
+        else
+            perform set_config(marker, '', true);
+        end if;
+        -- Several rows. Rows whose key changed were written by audit_key_change: they are
+        -- the audit rows from first_key_change on whose old and new record are an old and
+        -- a new row of this statement, and their old and new rows are left out; every
+        -- other old row pairs with the new row of the same key. Planned anew for each
+        -- statement (EXECUTE): a plan cached for one number of rows is poor for another.
+        execute '
+            with
+                old_rows as materialized (
+                    select s.rec, audit.record_id_text($1, $2, s.rec) as key
+                    from (select pg_catalog.to_jsonb(r) as rec from audit_old as r offset 0) as s
+                ),
+                new_rows as materialized (
+                    select s.rec, audit.record_id_text($1, $2, s.rec) as key
+                    from (select pg_catalog.to_jsonb(r) as rec from audit_new as r offset 0) as s
+                ),
+                key_changes as materialized (
+                    select v.old_record, v.record
+                    from audit.record_version as v
+                    where $5 is not null
+                        and v.id >= $5
+                        and v.ts >= pg_catalog.now()
+                        and v.table_oid = $1
+                        and v.op = ''UPDATE''
+                        and v.old_record in (select rec from old_rows)
+                        and v.record in (select rec from new_rows)
+                )
+            insert into audit.record_version (
+                record_id, old_record_id, op, table_oid, table_schema, table_name,
+                record, old_record
+            )
+            select p.id, p.id, ''UPDATE'', $1, $3, $4, p.rec, p.old_rec
+            from (
+                select
+                    audit.uuid_v5(''fd62bc3d-8d6e-43c2-919c-802ba3762271''::uuid, n.key) as id,
+                    n.rec,
+                    o.rec as old_rec
+                from new_rows as n
+                join old_rows as o on o.key = n.key
+                where not exists (select from key_changes as k where k.old_record = o.rec)
+                    and not exists (select from key_changes as k where k.record = n.rec)
+                offset 0
+            ) as p'
+        using tg_relid, tg_argv, tg_table_schema, tg_table_name, first_key_change;
+    end if;
+    return null;
+end
+$$;
+
+-- The UPDATE of a row whose primary key changed (trigger audit_key_change, row level,
+-- beside the statement triggers): written as it happens, like the reference does, and
+-- noted for the statement trigger, which pairs the other rows by key.
+create or replace function audit.record_key_change()
 returns trigger
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    new_rec jsonb;
-    old_rec jsonb;
+    new_rec jsonb := to_jsonb(new);
+    old_rec jsonb := to_jsonb(old);
+    written bigint;
+    marker text;
 begin
-    if tg_op <> 'DELETE' then
-        new_rec := to_jsonb(new);
-    end if;
-    if tg_op <> 'INSERT' then
-        old_rec := to_jsonb(old);
-    end if;
-
     insert into audit.record_version (
         record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
     )
     values (
         audit.to_record_id(tg_relid, tg_argv, new_rec),
         audit.to_record_id(tg_relid, tg_argv, old_rec),
-        tg_op::audit.operation,
+        'UPDATE',
         tg_relid,
         tg_table_schema,
         tg_table_name,
         new_rec,
         old_rec
-    );
+    )
+    returning id into written;
+    marker := 'audit.key_change_' || tg_relid::text || '_' || pg_trigger_depth()::text;
+    if coalesce(current_setting(marker, true), '') = '' then
+        perform set_config(marker, written::text, true);
+    end if;
     return null;
 end
 $$;
@@ -258,6 +465,56 @@ as $$
     from pg_catalog.unnest(pkey_cols) with ordinality as k (col, ord)
 $$;
 
+-- The function the WHEN clause of audit_key_change calls for tables whose primary key
+-- has these columns (made if missing and create_it, else null if missing): true when the
+-- text of a key column differs between the old and the new row (the text the record id
+-- is made of). One function per set of key column names, shared by the tables that have
+-- it; a SQL function the planner inlines, taking the whole rows, so the trigger depends
+-- on no column (ALTER COLUMN ... TYPE on a key column stays possible).
+create or replace function audit.key_change_function(pkey_cols text[], create_it boolean)
+returns regprocedure
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    function_name text := 'key_changed_'
+        || left(encode(sha256(audit.trigger_arguments(pkey_cols)), 'hex'), 40);
+    found regprocedure;
+begin
+    found := to_regprocedure('audit.' || function_name || '(anyelement, anyelement)');
+    if found is null and create_it then
+        execute 'create function audit.' || function_name
+            || '(old_row anyelement, new_row anyelement) returns boolean'
+            || ' language sql stable parallel safe as '
+            || quote_literal(
+                'select ' || (
+                    select string_agg(
+                        '(old_row).' || quote_ident(c) || '::text operator(pg_catalog.<>) '
+                            || '(new_row).' || quote_ident(c) || '::text',
+                        ' or '
+                    )
+                    from unnest(pkey_cols) as c
+                )
+            );
+        -- Whoever writes a tracked table evaluates the WHEN clause, so it calls this (the
+        -- same privileges as install_audit gives it).
+        execute 'revoke all on function audit.' || function_name
+            || '(anyelement, anyelement) from public';
+        execute 'grant execute on function audit.' || function_name
+            || '(anyelement, anyelement) to public';
+        execute 'comment on function audit.' || function_name || '(anyelement, anyelement) is '
+            || quote_literal(
+                'hyper_audit: did the primary key ('
+                || array_to_string(pkey_cols, ', ')
+                || ') change? Used by audit_key_change triggers.'
+            );
+        found := to_regprocedure('audit.' || function_name || '(anyelement, anyelement)');
+    end if;
+    return found;
+end
+$$;
+
 create or replace function audit.enable_tracking(target regclass)
 returns void
 language plpgsql
@@ -267,7 +524,12 @@ as $$
 declare
     relation_kind "char";
     pkey_cols text[];
-    tracked_args bytea;
+    args bytea;
+    arg_list text;
+    key_changed regprocedure;
+    statement_level boolean;
+    wanted text[];
+    truncate_comment text;
 begin
     select c.relkind into relation_kind from pg_class c where c.oid = target;
     if relation_kind is distinct from 'r' then
@@ -292,26 +554,152 @@ begin
             hint = 'Add a primary key to ' || target::text
                 || ': the audit trail identifies each record by its primary key.';
     end if;
+    args := audit.trigger_arguments(pkey_cols);
 
-    select t.tgargs into tracked_args
-    from pg_trigger t
-    where t.tgrelid = target and t.tgname = 'audit_row_change';
+    -- Statement-level triggers pair old and new rows by the primary key. That needs each
+    -- key once among a statement's old rows and once among its new rows: a key that is
+    -- not deferrable, and no foreign key of the table whose action updates its rows (ON
+    -- UPDATE CASCADE / SET NULL / SET DEFAULT, ON DELETE SET NULL / SET DEFAULT): such
+    -- updates join the transition tables of the statement that caused them, where a row
+    -- may then appear twice. And the table's statements must touch exactly its own rows
+    -- (no inheritance, not a partition). Other tables are tracked row by row.
+    statement_level := not exists (
+            select from pg_inherits i where i.inhrelid = target or i.inhparent = target
+        )
+        and not exists (
+            select from pg_constraint k
+            where k.conrelid = target and k.contype = 'p' and k.condeferrable
+        )
+        and not exists (
+            select from pg_constraint f
+            where f.conrelid = target and f.contype = 'f'
+                and (f.confupdtype in ('c', 'n', 'd') or f.confdeltype in ('n', 'd'))
+        );
 
-    if tracked_args is not distinct from audit.trigger_arguments(pkey_cols)
-        and exists (select from pg_trigger t where t.tgrelid = target and t.tgname = 'audit_truncate')
+    -- The triggers wanted, as name/type/function/old table/new table, each with the key
+    -- columns as arguments (audit_truncate has none). tgtype bits: 1 row, 4 insert,
+    -- 8 delete, 16 update, 32 truncate; all AFTER.
+    if statement_level then
+        key_changed := audit.key_change_function(pkey_cols, false);
+        wanted := array[
+            'audit_delete/8/audit.record_row_change/audit_old/',
+            'audit_insert/4/audit.record_row_change//audit_new',
+            'audit_key_change/17/audit.record_key_change//',
+            'audit_truncate/32/audit.record_truncate//',
+            'audit_update/16/audit.record_row_change/audit_old/audit_new'
+        ];
+    else
+        wanted := array[
+            'audit_row_change/29/audit.record_row_change//',
+            'audit_truncate/32/audit.record_truncate//'
+        ];
+    end if;
+
+    -- Already so (with the key-change condition of these key columns)? Nothing to do.
+    if (
+        select array_agg(
+            t.tgname || '/' || t.tgtype || '/' || t.tgfoid::regproc::text || '/'
+                || coalesce(t.tgoldtable, '') || '/' || coalesce(t.tgnewtable, '')
+            order by t.tgname
+        )
+        from pg_trigger t
+        where t.tgrelid = target
+            and t.tgname in (
+                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
+                'audit_key_change', 'audit_truncate'
+            )
+            and (t.tgname = 'audit_truncate' or t.tgargs = args)
+    ) is not distinct from wanted
+        and (
+            not statement_level
+            or exists (
+                select from pg_trigger t
+                join pg_depend d on d.classid = 'pg_trigger'::regclass and d.objid = t.oid
+                where t.tgrelid = target and t.tgname = 'audit_key_change'
+                    and d.refclassid = 'pg_proc'::regclass and d.refobjid = key_changed
+            )
+        )
     then
         return;
     end if;
 
-    execute 'drop trigger if exists audit_row_change on ' || target::text;
-    execute 'drop trigger if exists audit_truncate on ' || target::text;
-    execute 'create trigger audit_row_change after insert or update or delete on '
-        || target::text
-        || ' for each row execute function audit.record_row_change('
-        || (select string_agg(quote_literal(c), ', ') from unnest(pkey_cols) as c)
-        || ')';
+    -- The comment op.enable_tracking() leaves on audit_truncate (tracked by a migration)
+    -- stays when the triggers are made anew.
+    truncate_comment := (
+        select obj_description(t.oid, 'pg_trigger') from pg_trigger t
+        where t.tgrelid = target and t.tgname = 'audit_truncate'
+    );
+    perform audit.drop_tracking_triggers(target);
+
+    arg_list := (select string_agg(quote_literal(c), ', ') from unnest(pkey_cols) as c);
+    if statement_level then
+        key_changed := audit.key_change_function(pkey_cols, true);
+        execute 'create trigger audit_insert after insert on ' || target::text
+            || ' referencing new table as audit_new'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
+        execute 'create trigger audit_update after update on ' || target::text
+            || ' referencing old table as audit_old new table as audit_new'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
+        execute 'create trigger audit_delete after delete on ' || target::text
+            || ' referencing old table as audit_old'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
+        execute 'create trigger audit_key_change after update on ' || target::text
+            || ' for each row when (audit.' || quote_ident(
+                (select p.proname from pg_proc p where p.oid = key_changed)
+            ) || '(old, new))'
+            || ' execute function audit.record_key_change(' || arg_list || ')';
+    else
+        execute 'create trigger audit_row_change after insert or update or delete on '
+            || target::text
+            || ' for each row execute function audit.record_row_change(' || arg_list || ')';
+    end if;
     execute 'create trigger audit_truncate after truncate on ' || target::text
         || ' for each statement execute function audit.record_truncate()';
+    if truncate_comment is not null then
+        execute 'comment on trigger audit_truncate on ' || target::text || ' is '
+            || quote_literal(truncate_comment);
+    end if;
+end
+$$;
+
+-- Drops every audit trigger of a table (of this version and earlier ones), and the
+-- key-change functions no trigger uses any more; true when there was a trigger.
+create or replace function audit.drop_tracking_triggers(target regclass)
+returns boolean
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    trigger_name name;
+    unused regprocedure;
+    found_one boolean := false;
+begin
+    for trigger_name in
+        select t.tgname from pg_trigger t
+        where t.tgrelid = target
+            and t.tgname in (
+                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
+                'audit_key_change', 'audit_truncate'
+            )
+        order by t.tgname
+    loop
+        execute 'drop trigger ' || quote_ident(trigger_name) || ' on ' || target::text;
+        found_one := true;
+    end loop;
+    for unused in
+        select p.oid::regprocedure from pg_proc p
+        where p.pronamespace = 'audit'::regnamespace
+            and left(p.proname, 12) = 'key_changed_'
+            and not exists (
+                select from pg_depend d
+                where d.classid = 'pg_trigger'::regclass
+                    and d.refclassid = 'pg_proc'::regclass and d.refobjid = p.oid
+            )
+    loop
+        execute 'drop function ' || unused::text;
+    end loop;
+    return found_one;
 end
 $$;
 
@@ -322,20 +710,16 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if not exists (
-        select from pg_trigger t
-        where t.tgrelid = target and t.tgname in ('audit_row_change', 'audit_truncate')
-    ) then
+    if not audit.drop_tracking_triggers(target) then
         raise notice using message = 'audit.disable_tracking: ' || target::text || ' was not tracked';
-        return;
     end if;
-    execute 'drop trigger if exists audit_row_change on ' || target::text;
-    execute 'drop trigger if exists audit_truncate on ' || target::text;
 end
 $$;
 
--- Keeps the key columns in the triggers right when a tracked table's primary key is
--- changed or renamed, and refuses to leave a tracked table without one.
+-- Keeps a tracked table's triggers right when its primary key is changed or renamed, made
+-- deferrable, or when it joins an inheritance hierarchy (then it is tracked row by row),
+-- and refuses to leave a tracked table without a primary key. ALTER TABLE and CREATE
+-- TABLE (INHERITS, PARTITION OF) name the table, its parent or its child.
 create or replace function audit.follow_primary_key_changes()
 returns event_trigger
 language plpgsql
@@ -346,10 +730,20 @@ declare
     changed regclass;
 begin
     for changed in
-        select distinct c.objid::regclass
-        from pg_event_trigger_ddl_commands() c
-        join pg_trigger t on t.tgrelid = c.objid and t.tgname = 'audit_row_change'
-        where c.classid = 'pg_class'::regclass
+        with touched as (
+            select c.objid as relid
+            from pg_event_trigger_ddl_commands() c
+            where c.classid = 'pg_class'::regclass
+        )
+        select distinct r.relid::regclass
+        from (
+            select relid from touched
+            union all
+            select i.inhparent from touched join pg_inherits i on i.inhrelid = touched.relid
+            union all
+            select i.inhrelid from touched join pg_inherits i on i.inhparent = touched.relid
+        ) as r
+        join pg_trigger t on t.tgrelid = r.relid and t.tgfoid = 'audit.record_row_change()'::regprocedure
     loop
         if cardinality(audit.primary_key_columns(changed)) = 0 then
             raise exception using
@@ -365,27 +759,58 @@ end
 $$;
 
 -- Event triggers need a superuser. Without one, a changed primary key is picked up by
--- the next audit.enable_tracking() call (autogenerate proposes it).
+-- the next audit.enable_tracking() call (autogenerate proposes it). An event trigger of an
+-- earlier version that listened to fewer commands is replaced.
 do $$
 begin
-    if not exists (
+    if (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
+        if exists (
+            select from pg_catalog.pg_event_trigger
+            where evtname = 'audit_follow_primary_key_changes'
+                and evttags is distinct from array['ALTER TABLE', 'CREATE TABLE']
+        ) then
+            drop event trigger audit_follow_primary_key_changes;
+        end if;
+        if not exists (
+            select from pg_catalog.pg_event_trigger
+            where evtname = 'audit_follow_primary_key_changes'
+        ) then
+            create event trigger audit_follow_primary_key_changes
+                on ddl_command_end when tag in ('ALTER TABLE', 'CREATE TABLE')
+                execute function audit.follow_primary_key_changes();
+        end if;
+    elsif not exists (
         select from pg_catalog.pg_event_trigger where evtname = 'audit_follow_primary_key_changes'
     ) then
-        if (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
-            create event trigger audit_follow_primary_key_changes
-                on ddl_command_end when tag in ('ALTER TABLE')
-                execute function audit.follow_primary_key_changes();
-        else
-            raise warning using
-                message = 'install_audit: not a superuser, so primary-key changes of tracked tables '
-                    || 'are not followed automatically',
-                hint = 'After changing the primary key of a tracked table, call op.enable_tracking() for it again.';
-        end if;
+        raise warning using
+            message = 'install_audit: not a superuser, so primary-key changes of tracked tables '
+                || 'are not followed automatically',
+            hint = 'After changing the primary key of a tracked table, call op.enable_tracking() for it again.';
     end if;
 end
 $$;
 
 revoke all on all functions in schema audit from public;
 
-grant execute on function audit.uuid_v5(uuid, text), audit.to_record_id(oid, text[], jsonb)
+grant execute on function
+    audit.uuid_v5(uuid, text),
+    audit.to_record_id(oid, text[], jsonb),
+    audit.record_id_text(oid, text[], jsonb),
+    audit.record_id_text_any(oid, text[], jsonb)
     to public;
+
+-- The key-change conditions of audit_key_change triggers are evaluated by whoever writes a
+-- tracked table (enable_tracking grants this when it makes one; the revoke above took it).
+do $$
+declare
+    condition regprocedure;
+begin
+    for condition in
+        select p.oid::regprocedure from pg_catalog.pg_proc p
+        where p.pronamespace = 'audit'::regnamespace
+            and pg_catalog.left(p.proname, 12) = 'key_changed_'
+    loop
+        execute 'grant execute on function ' || condition::text || ' to public';
+    end loop;
+end
+$$;

@@ -10,6 +10,7 @@ begin
             from pg_catalog.pg_trigger t
             where t.tgfoid in (
                 to_regprocedure('audit.record_row_change()'),
+                to_regprocedure('audit.record_key_change()'),
                 to_regprocedure('audit.record_truncate()')
             )
         loop
@@ -27,13 +28,38 @@ drop function if exists audit.enable_tracking(regclass);
 
 drop function if exists audit.disable_tracking(regclass);
 
+drop function if exists audit.drop_tracking_triggers(regclass);
+
+drop function if exists audit.key_change_function(text[], boolean);
+
+-- The key-change conditions enable_tracking made, one per set of key column names.
+do $$
+declare
+    condition regprocedure;
+begin
+    for condition in
+        select p.oid::regprocedure from pg_catalog.pg_proc p
+        where p.pronamespace = 'audit'::regnamespace
+            and pg_catalog.left(p.proname, 12) = 'key_changed_'
+    loop
+        execute 'drop function ' || condition::text;
+    end loop;
+end
+$$;
+
 drop function if exists audit.record_row_change();
+
+drop function if exists audit.record_key_change();
 
 drop function if exists audit.record_truncate();
 
 drop function if exists audit.trigger_arguments(text[]);
 
 drop function if exists audit.to_record_id(oid, text[], jsonb);
+
+drop function if exists audit.record_id_text(oid, text[], jsonb);
+
+drop function if exists audit.record_id_text_any(oid, text[], jsonb);
 
 drop function if exists audit.primary_key_columns(oid);
 
