@@ -6,10 +6,11 @@
 
 Starts its own throwaway PostgreSQL with default durability (fsync and synchronous_commit
 on), builds three databases with the same table (untracked; tracked by the reference
-design of benchmarks/reference_design.sql; tracked by the package's install.sql as it is
-in the working tree right now), runs every measurement --repeat times, interleaving the
-variants, and prints one Markdown table of medians and ratios. The table, with the
-command line, the machine and the server settings, also goes to benchmarks/results.md.
+design of benchmarks/reference_design.sql; tracked by the package's full install, every
+audit schema version, as op.install_audit() runs it from the working tree right now),
+runs every measurement --repeat times, interleaving the variants, and prints one Markdown
+table of medians and ratios. The table, with the command line, the machine and the server
+settings, also goes to benchmarks/results.md.
 See benchmarks/README.md for what each row measures.
 """
 
@@ -217,11 +218,11 @@ def recreate_database(server: ThrowawayPostgres, dbname: str) -> None:
 
 
 def install_ours(conn: psycopg2.extensions.connection) -> int:
-    """The package's install.sql as it is on disk now, one statement at a time, one transaction."""
-    from hyper_audit_alembic.sql import split_statements
+    """The package's full install (every schema version) as op.install_audit() runs it."""
+    from hyper_audit_alembic.sql import install_statements
 
-    path = ROOT / "hyper_audit_alembic" / "sql" / "install.sql"
-    statements = split_statements(path.read_text(encoding="utf-8"))
+    path = "install_statements()"
+    statements = list(install_statements())
     conn.autocommit = False
     try:
         with conn.cursor() as cur:
@@ -352,8 +353,10 @@ def software_facts() -> list[tuple[str, str]]:
             f"{sqlalchemy.__version__} / {alembic.__version__} / {psycopg2.__version__.split()[0]}",
         ),
     ]
-    install = ROOT / "hyper_audit_alembic" / "sql" / "install.sql"
-    digest = hashlib.sha256(install.read_bytes()).hexdigest()[:12]
+    sql_dir = ROOT / "hyper_audit_alembic" / "sql"
+    digest = hashlib.sha256(
+        b"".join(f.read_bytes() for f in sorted(sql_dir.glob("*.sql")))
+    ).hexdigest()[:12]
     revision = "unknown"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         head = subprocess.run(
@@ -369,7 +372,7 @@ def software_facts() -> list[tuple[str, str]]:
             check=True,
         ).stdout.strip()
         revision = head + (" + uncommitted changes in hyper_audit_alembic/sql" if dirty else "")
-    facts.append(("package", f"commit {revision}; install.sql sha256 {digest}"))
+    facts.append(("package", f"commit {revision}; sql/*.sql sha256 {digest}"))
     return facts
 
 
@@ -571,7 +574,7 @@ def fill_history(conn: psycopg2.extensions.connection) -> float:
             case when x.op <> 'DELETE' then x.rid end,
             case when x.op <> 'INSERT' then x.rid end,
             x.op::audit.operation,
-            timestamptz '2024-01-01 00:00:00+00' + x.g * interval '1 second',
+            timestamptz '2024-01-01 00:00:00+00' + x.g * interval '2 minutes',
             100000 + x.t,
             'public',
             't' || x.t,
@@ -623,11 +626,59 @@ def plan_shape(plan: dict[str, Any]) -> str:
     return f"{head} [{', '.join(children)}]"
 
 
-def bench_history(server: ThrowawayPostgres, results: Results, repeat: int) -> None:
+HISTORY_LAYOUTS = ("plain", "partitioned", "hypertable")
+
+
+def install_layout(conn: psycopg2.extensions.connection, layout: str) -> None:
+    """The audit trail in one of its layouts, as op.install_audit(...) installs it."""
+    if layout == "plain":
+        install_ours(conn)
+        return
+    from hyper_audit_alembic.layouts import TimescaleOptions
+    from hyper_audit_alembic.layouts import install_statements as layout_statements
+
+    if layout == "partitioned":
+        statements = layout_statements(None, {"premake": 0})
+    else:
+        execute(conn, "create extension if not exists timescaledb")
+        options = TimescaleOptions.parse({"chunk_interval": "1 month"}, "benchmark")
+        statements = layout_statements(options, None)
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+    if layout == "partitioned":
+        # Monthly partitions for the whole span the history rows cover.
+        execute(conn, "select audit.ensure_partitions('2024-01-01', '2028-01-01')")
+
+
+def missing_timescaledb(server: ThrowawayPostgres) -> str | None:
+    """Why the hypertable layout cannot be measured here, or None when it can."""
+    assert server.bin_dir is not None
+    found = subprocess.run(
+        [str(server.bin_dir / "pg_config"), "--sharedir", "--pkglibdir"],
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0 or len(found.stdout.splitlines()) != 2:
+        return "pg_config did not say where extensions live"
+    sharedir, pkglibdir = found.stdout.splitlines()
+    for needed in (
+        Path(sharedir) / "extension" / "timescaledb.control",
+        Path(pkglibdir) / "timescaledb.so",
+    ):
+        if not needed.exists():
+            return f"TimescaleDB is not installed (no {needed})"
+    return None
+
+
+def bench_history(
+    server: ThrowawayPostgres, results: Results, repeat: int, layout: str = "plain"
+) -> None:
     recreate_database(server, HISTORY_DB)
     with contextlib.closing(connect(server, HISTORY_DB)) as conn:
-        install_ours(conn)
+        install_layout(conn, layout)
         seconds = fill_history(conn)
+        execute(conn, "analyze audit.record_version")
         count = scalar(conn, "select count(*) from audit.record_version")
         distinct_oids = scalar(conn, "select count(distinct table_oid) from audit.record_version")
         log(
@@ -644,12 +695,15 @@ def bench_history(server: ThrowawayPostgres, results: Results, repeat: int) -> N
         plan = scalar(conn, "explain (analyze, buffers, format json) execute history(%s)", (probe,))
         top = plan[0]["Plan"]
         nodes = list(plan_nodes(top))
-        results.notes["history_plan"] = plan_shape(top)
-        results.notes["history_explain_ms"] = f"{plan[0]['Execution Time']:.3f}"
+        shape = plan_shape(top)
+        if len(shape) > 400:  # one branch per partition or chunk: show the first ones
+            shape = shape[:400].rsplit(",", 1)[0] + ", …]"
+        results.notes[f"history_plan_{layout}"] = shape
+        results.notes[f"history_explain_ms_{layout}"] = f"{plan[0]['Execution Time']:.3f}"
         if not any("Index" in node for node in nodes):
-            results.problem(f"history query uses no index: {plan_shape(top)}")
+            results.problem(f"history query ({layout}) uses no index: {plan_shape(top)}")
         log(
-            f"  plan: {results.notes['history_plan']} "
+            f"  {layout}: plan {shape} "
             f"(EXPLAIN ANALYZE execution {plan[0]['Execution Time']:.3f} ms)"
         )
         for rep in range(repeat):
@@ -665,9 +719,10 @@ def bench_history(server: ThrowawayPostgres, results: Results, repeat: int) -> N
                 if len(rows) != HISTORY_VERSIONS:
                     results.problem(f"history of {rid}: {len(rows)} rows, not {HISTORY_VERSIONS}")
             value = statistics.median(timings) * 1000
-            results.add("history", "ours", value)
+            results.add("history", layout, value)
             log(
-                f"  [{rep + 1}/{repeat}] history of one record: median {value:.3f} ms over "
+                f"  [{rep + 1}/{repeat}] {layout}: history of one record: "
+                f"median {value:.3f} ms over "
                 f"{HISTORY_SAMPLES} records (client round trip, prepared statement)"
             )
     with contextlib.closing(connect(server, "postgres")) as admin:
@@ -930,12 +985,13 @@ def build_table(results: Results) -> list[str]:
             f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'time')} "
             f"| {fmt_ratio(results.ratio(key, 'ours', 'reference'), 'time')} |"
         )
-    history = results.median("history", "ours")
-    if history is not None:
-        rows.append(
-            f"| history of one record among {HISTORY_ROWS:,} audit rows (by index) | — | — "
-            f"| {history:.3f} ms | — | — | — |"
-        )
+    for layout in HISTORY_LAYOUTS:
+        history = results.median("history", layout)
+        if history is not None:
+            rows.append(
+                f"| history of one record among {HISTORY_ROWS:,} audit rows (by index), "
+                f"{layout} layout | — | — | {history:.3f} ms | — | — | — |"
+            )
     titles = {
         "autogen_empty": f"`alembic revision --autogenerate`, {AUTOGEN_TABLES:,} tables, "
         f"{AUTOGEN_TABLES // AUTOGEN_FLAGGED_EVERY} flagged, empty database: plugin off "
@@ -989,13 +1045,17 @@ def build_report(
         "Each ratio is the median of the per-repetition ratios (the variants of a repetition "
         "run back to back), so it can differ from the ratio of the medians shown.",
     ]
-    if "history_plan" in results.notes:
-        lines += [
-            "",
-            f"History plan: {results.notes['history_plan']}; EXPLAIN ANALYZE execution "
-            f"{results.notes['history_explain_ms']} ms (the table value is the client round "
-            "trip of a prepared statement, median).",
-        ]
+    for layout in HISTORY_LAYOUTS:
+        if f"history_plan_{layout}" in results.notes:
+            lines += [
+                "",
+                f"History plan, {layout} layout: {results.notes[f'history_plan_{layout}']}; "
+                f"EXPLAIN ANALYZE execution {results.notes[f'history_explain_ms_{layout}']} ms "
+                "(the table value is the client round trip of a prepared statement, median).",
+            ]
+    if "history_hypertable_skipped" in results.notes:
+        skipped = results.notes["history_hypertable_skipped"]
+        lines += ["", f"Hypertable layout not measured: {skipped}."]
     lines += ["", "## Machine and server", ""]
     lines += [f"- {name}: {value}" for name, value in facts]
     if results.problems:
@@ -1093,9 +1153,30 @@ def main(argv: list[str]) -> int:
             conn.close()
         if "history" in parts:
             timed(
-                f"history of one record among {HISTORY_ROWS:,} audit rows",
-                lambda: bench_history(server, results, options.repeat),
+                f"history of one record among {HISTORY_ROWS:,} audit rows, plain layout",
+                lambda: bench_history(server, results, options.repeat, "plain"),
             )
+            timed(
+                f"history of one record among {HISTORY_ROWS:,} audit rows, partitioned layout",
+                lambda: bench_history(server, results, options.repeat, "partitioned"),
+            )
+            missing = missing_timescaledb(server)
+            if missing:
+                results.notes["history_hypertable_skipped"] = missing
+                log(f"  hypertable layout not measured: {missing}")
+            else:
+                with ThrowawayPostgres(
+                    settings={
+                        "shared_preload_libraries": "timescaledb",
+                        "timescaledb.telemetry_level": "off",
+                    }
+                ) as timescale_server:
+                    timed(
+                        f"history of one record among {HISTORY_ROWS:,} audit rows, hypertable",
+                        lambda: bench_history(
+                            timescale_server, results, options.repeat, "hypertable"
+                        ),
+                    )
         if "autogenerate" in parts:
             timed(
                 f"alembic revision --autogenerate, {AUTOGEN_TABLES:,} tables",

@@ -65,13 +65,47 @@ class AuditState:
     reference: bool = False
     #: The tables its triggers (audit_i_u_d / audit_t) track.
     reference_tracked: frozenset[tuple[str, str]] = frozenset()
+    #: The options of tracked tables that have some (audit schema version 2).
+    options: dict[tuple[str, str], TrackingOptions] = field(default_factory=dict)
 
     def is_tracked(self, schema: str, table_name: str) -> bool:
         return (schema, table_name) in self.tracked
 
+    def options_of(self, schema: str, table_name: str) -> TrackingOptions:
+        return self.options.get((schema, table_name), NO_OPTIONS)
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """A tracked table's options: the columns left out (sorted), skip_unchanged."""
+
+    exclude: tuple[str, ...] = ()
+    skip_unchanged: bool = False
+
+
+NO_OPTIONS = TrackingOptions()
+
+
+def _arguments(tgargs: bytes) -> list[str]:
+    return [arg.decode("utf-8") for arg in bytes(tgargs).split(b"\x00")[:-1]]
+
 
 def _key_columns(tgargs: bytes) -> tuple[str, ...]:
-    return tuple(arg.decode("utf-8") for arg in bytes(tgargs).split(b"\x00")[:-1])
+    """The key columns: the trigger arguments before the empty one that starts the options."""
+    args = _arguments(tgargs)
+    return tuple(args[: args.index("")] if "" in args else args)
+
+
+def _options(tgargs: bytes) -> TrackingOptions:
+    """The options after the empty argument: 'exclude=<column>' ..., 'skip_unchanged'."""
+    args = _arguments(tgargs)
+    if "" not in args:
+        return NO_OPTIONS
+    rest = args[args.index("") + 1 :]
+    return TrackingOptions(
+        exclude=tuple(sorted(a[len("exclude=") :] for a in rest if a.startswith("exclude="))),
+        skip_unchanged="skip_unchanged" in rest,
+    )
 
 
 def read_audit_state(connection: Connection) -> AuditState:
@@ -80,6 +114,7 @@ def read_audit_state(connection: Connection) -> AuditState:
     ).one()
     version = connection.exec_driver_sql(_VERSION).scalar() if has_version else None
     tracked: dict[tuple[str, str], tuple[str, ...]] = {}
+    options: dict[tuple[str, str], TrackingOptions] = {}
     marked: set[tuple[str, str]] = set()
     reference_tracked: set[tuple[str, str]] = set()
     for schema, table, args, ours, by_migration in connection.exec_driver_sql(_TRACKED):
@@ -87,6 +122,8 @@ def read_audit_state(connection: Connection) -> AuditState:
             reference_tracked.add((schema, table))
             continue
         tracked[(schema, table)] = _key_columns(args)
+        if _options(args) != NO_OPTIONS:
+            options[(schema, table)] = _options(args)
         if by_migration:
             marked.add((schema, table))
     return AuditState(
@@ -97,4 +134,5 @@ def read_audit_state(connection: Connection) -> AuditState:
         marked=frozenset(marked),
         reference=bool(reference),
         reference_tracked=frozenset(reference_tracked),
+        options=options,
     )

@@ -18,11 +18,11 @@ from alembic.util import CommandError, PriorityDispatchResult, warn
 from sqlalchemy import Table
 
 from . import sql
-from .catalog import AuditState, read_audit_state
-from .flag import describe, flagged_by, is_flagged, owning_mappers
+from .catalog import NO_OPTIONS, AuditState, TrackingOptions, read_audit_state
+from .flag import describe, flagged_by, is_flagged, owning_mappers, tracking_options
 from .layouts import compare_layout, declared_install_options
 from .lifecycle import AdoptAuditOp, UpgradeAuditOp
-from .ops import DisableTrackingOp, EnableTrackingOp, InstallAuditOp
+from .ops import AlterTrackingOp, DisableTrackingOp, EnableTrackingOp, InstallAuditOp
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -41,6 +41,8 @@ class _Run:
     flagged: dict[tuple[str | None, str], Table]
     described: dict[tuple[str | None, str], str]
     flagged_by: dict[tuple[str | None, str], str]
+    #: The options each flagged table's flag asks for.
+    options: dict[tuple[str | None, str], TrackingOptions]
     # Where op.install_audit() goes if a table comparator finds a table to track.
     install_into: UpgradeOps | None = None
     #: op.install_audit()'s layout options, as env.py declares them (layouts.py).
@@ -103,6 +105,7 @@ def _run(autogen_context: AutogenContext) -> _Run:
         flagged={(t.schema, t.name): t for t in flagged_tables},
         described={(t.schema, t.name): describe(t, owners.get(t)) for t in flagged_tables},
         flagged_by={(t.schema, t.name): flagged_by(t, owners.get(t)) for t in flagged_tables},
+        options={(t.schema, t.name): tracking_options(t, owners.get(t)) for t in flagged_tables},
         install_options=declared_install_options(autogen_context.opts),
     )
     _runs[autogen_context] = found
@@ -192,15 +195,47 @@ def compare_table_tracking(
                 f"(primary_key=True on its id column), or remove {run.flagged_by[key]}."
             )
         run.need_installed()
-        modify_table_ops.ops.append(EnableTrackingOp(tname, schema=schema))
+        options = run.options[(metadata_table.schema, metadata_table.name)]
+        modify_table_ops.ops.append(
+            EnableTrackingOp(
+                tname,
+                schema=schema,
+                exclude=options.exclude,
+                skip_unchanged=options.skip_unchanged,
+            )
+        )
     elif (tracked or adopted) and not wanted:
         if metadata_table is None or (real_schema, tname) in run.state.marked:
-            # The table goes, or its flag was removed: tracking stops.
-            modify_table_ops.ops.append(DisableTrackingOp(tname, schema=schema))
+            # The table goes, or its flag was removed: tracking stops (undone with the
+            # options it had).
+            existing = run.state.options_of(real_schema, tname)
+            modify_table_ops.ops.append(
+                DisableTrackingOp(
+                    tname,
+                    schema=schema,
+                    exclude=existing.exclude,
+                    skip_unchanged=existing.skip_unchanged,
+                )
+            )
         else:
             # Tracked by hand: reported, not silently untracked.
             shown = tname if schema is None else f"{schema}.{tname}"
             warn(_untracking_advice(schema, tname, shown))
+    elif tracked and _options_differ(run, metadata_table, real_schema, tname):
+        # One op that changes the options (and re-reads the key columns); undone by the old.
+        assert metadata_table is not None
+        options = run.options[(metadata_table.schema, metadata_table.name)]
+        existing = run.state.options_of(real_schema, tname)
+        modify_table_ops.ops.append(
+            AlterTrackingOp(
+                tname,
+                schema=schema,
+                exclude=options.exclude,
+                skip_unchanged=options.skip_unchanged,
+                existing_exclude=existing.exclude,
+                existing_skip_unchanged=existing.skip_unchanged,
+            )
+        )
     elif tracked and conn_table is not None:
         # The triggers carry the key column names. A key changed without the event
         # trigger (it needs a superuser) leaves them stale: enable_tracking re-reads it.
@@ -208,3 +243,10 @@ def compare_table_tracking(
         if key_columns and key_columns != set(run.state.tracked[(real_schema, tname)]):
             modify_table_ops.ops.append(ResyncTrackingOp(tname, schema=schema))
     return PriorityDispatchResult.CONTINUE
+
+
+def _options_differ(run: _Run, metadata_table: Table | None, real_schema: str, tname: str) -> bool:
+    if metadata_table is None:
+        return False
+    wanted = run.options.get((metadata_table.schema, metadata_table.name), NO_OPTIONS)
+    return wanted != run.state.options_of(real_schema, tname)

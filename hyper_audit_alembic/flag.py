@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from alembic.util import CommandError
 from sqlalchemy import Table
 from sqlalchemy.orm import Mapper
+
+from .catalog import NO_OPTIONS, TrackingOptions
 
 FLAG_ATTRIBUTE = "__audited__"
 INFO_KEY = "audited"
@@ -66,15 +69,69 @@ def is_flagged(table: Table, owner: Mapper[object] | None) -> bool:
     """
     flags = _model_flags(table, owner)
     if flags:
-        return any(bool(flag) for flag in flags)
-    return bool(table.info.get(INFO_KEY, False))
+        return any(_is_on(flag) for flag in flags)
+    return _is_on(table.info.get(INFO_KEY, False))
+
+
+def _is_on(flag: object) -> bool:
+    # A dict of options flags the table, also an empty one.
+    return isinstance(flag, dict) or bool(flag)
+
+
+OPTION_KEYS = ("exclude", "skip_unchanged")
+
+
+def tracking_options(table: Table, owner: Mapper[object] | None) -> TrackingOptions:
+    """The options the flag asks for: ``{"exclude": [...], "skip_unchanged": True}``.
+
+    A flag that is ``True`` asks for none. The first dict among the models' flags (the
+    owning class first), else ``Table.info``'s.
+    """
+    flags = _model_flags(table, owner) or [table.info.get(INFO_KEY, False)]
+    found = next((flag for flag in flags if isinstance(flag, dict)), None)
+    if found is None:
+        return NO_OPTIONS
+    where = f"{describe(table, owner)}: {flagged_by(table, owner)}"
+    unknown = sorted(set(map(str, found)) - set(OPTION_KEYS))
+    if unknown:
+        raise CommandError(
+            f"hyper_audit: {where} has unknown option(s) {', '.join(unknown)}; "
+            f"the options are {', '.join(OPTION_KEYS)}"
+        )
+    exclude = found.get("exclude", ())
+    skip_unchanged = found.get("skip_unchanged", False)
+    if isinstance(exclude, str) or not all(isinstance(c, str) and c for c in exclude):
+        raise CommandError(
+            f"hyper_audit: {where}: exclude must be a list of column names, not {exclude!r}"
+        )
+    if not isinstance(skip_unchanged, bool):
+        raise CommandError(
+            f"hyper_audit: {where}: skip_unchanged must be True or False, not {skip_unchanged!r}"
+        )
+    keys = sorted(set(exclude) & {column.name for column in table.primary_key.columns})
+    if keys:
+        raise CommandError(
+            f"hyper_audit: {where} excludes primary-key column(s) {', '.join(keys)}: the audit "
+            f"trail identifies each record by its primary key, so they are always recorded. "
+            f"Remove them from exclude."
+        )
+    missing = sorted(set(exclude) - {column.name for column in table.columns})
+    if missing:
+        raise CommandError(
+            f"hyper_audit: {where} excludes {', '.join(missing)}, which the table does not "
+            f"have (exclude takes column names, as in the database)"
+        )
+    return TrackingOptions(exclude=tuple(sorted(set(exclude))), skip_unchanged=skip_unchanged)
 
 
 def flagged_by(table: Table, owner: Mapper[object] | None) -> str:
     """How the user flagged the table, as they wrote it (for error messages)."""
-    if _model_flags(table, owner):
-        return f"{FLAG_ATTRIBUTE} = True"
-    return f"info={{{INFO_KEY!r}: True}}"
+    flags = _model_flags(table, owner)
+    if flags:
+        shown = next((flag for flag in flags if isinstance(flag, dict)), True)
+        return f"{FLAG_ATTRIBUTE} = {shown!r}"
+    flag = table.info.get(INFO_KEY)
+    return f"info={{{INFO_KEY!r}: {flag if isinstance(flag, dict) else True!r}}}"
 
 
 def describe(table: Table, owner: Mapper[object] | None) -> str:

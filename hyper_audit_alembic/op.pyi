@@ -1,5 +1,5 @@
 # Alembic's op directives plus the ones the hyper_audit plugin registers.
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import EllipsisType
 from typing import Literal
 
@@ -32,8 +32,29 @@ def adopt_audit() -> None:
 def unadopt_audit() -> None:
     """Refuses with an error: an adoption cannot be undone (the message says what to do)."""
 
-def enable_tracking(table_name: str, *, schema: str | None = None) -> None:
-    """Record every INSERT, UPDATE, DELETE and TRUNCATE of a table. Idempotent."""
+def enable_tracking(
+    table_name: str,
+    *,
+    schema: str | None = None,
+    exclude: Iterable[str] = (),
+    skip_unchanged: bool = False,
+) -> None:
+    """Record every INSERT, UPDATE, DELETE and TRUNCATE of a table. Idempotent.
+
+    exclude: columns never recorded; skip_unchanged: no audit row for an UPDATE that changes
+    no recorded column. Without options, a tracked table keeps its options.
+    """
+
+def alter_tracking(
+    table_name: str,
+    *,
+    schema: str | None = None,
+    exclude: Iterable[str] = (),
+    skip_unchanged: bool = False,
+    existing_exclude: Iterable[str] = (),
+    existing_skip_unchanged: bool = False,
+) -> None:
+    """Track a table with these options instead of the existing_ ones."""
 
 def disable_tracking(table_name: str, *, schema: str | None = None) -> None:
     """Stop recording changes of a table; its history stays. Idempotent."""

@@ -14,7 +14,7 @@ from alembic.util import CommandError
 
 from . import sql
 from .catalog import TRACKED_BY_MIGRATION
-from .quoting import qualified_name_literal
+from .quoting import qualified_name_literal, string_literal
 
 
 class AuditOperationError(CommandError):
@@ -148,7 +148,7 @@ begin
             message = 'op.{function}: table ' || target || ' does not exist',
             hint = {missing_table_hint};
     end if;{extra_checks}
-    perform audit.{function}(target::regclass);{after_call}
+{options_check}    perform audit.{function}(target::regclass{call_args});{after_call}
 end
 """
 
@@ -186,6 +186,39 @@ _INHERITANCE_CHECK = """
     end if;"""
 
 
+# Options need audit schema version 2 (the three-argument audit.enable_tracking).
+_OPTIONS_CHECK = """    if pg_catalog.to_regprocedure(
+        'audit.enable_tracking(regclass, text[], boolean)'
+    ) is null then
+        raise exception using
+            errcode = 'undefined_function',
+            message = 'op.enable_tracking: tracking options (exclude, skip_unchanged) need '
+                || 'audit schema version 2, so ' || target || ' cannot be tracked with them',
+            hint = 'Run op.upgrade_audit(from_version=1, to_version=2) first.';
+    end if;
+"""
+
+
+def check_tracking_options(exclude: Iterable[str], skip_unchanged: bool) -> tuple[list[str], bool]:
+    """The options of a tracked table, checked: sorted distinct column names, a bool."""
+    columns = [] if isinstance(exclude, str) else list(exclude)
+    if isinstance(exclude, str) or not all(isinstance(c, str) and c for c in columns):
+        raise AuditOperationError(
+            f"hyper_audit: exclude must be a list of column names, not {exclude!r}"
+        )
+    if not isinstance(skip_unchanged, bool):
+        raise AuditOperationError(
+            f"hyper_audit: skip_unchanged must be True or False, not {skip_unchanged!r}"
+        )
+    return sorted(set(columns)), skip_unchanged
+
+
+def options_sql(exclude: list[str], skip_unchanged: bool) -> str:
+    """The options as the SQL arguments of audit.enable_tracking after the table."""
+    names = ", ".join(string_literal(column) for column in exclude)
+    return f", array[{names}]::text[], {'true' if skip_unchanged else 'false'}"
+
+
 def _dollar_quote(body: str, name_literal: str) -> str:
     """``body`` as a dollar-quoted string whose tag does not occur in ``name_literal``."""
     tag, number = "hyper_audit", 0
@@ -204,12 +237,29 @@ class _TrackingOp(MigrateOperation):
     extra_checks = ""
     after_call = ""
 
-    def __init__(self, table_name: str, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        schema: str | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        skip_unchanged: bool = False,
+    ) -> None:
         self.table_name = table_name
         self.schema = schema
+        self.exclude, self.skip_unchanged = check_tracking_options(exclude, skip_unchanged)
+
+    @property
+    def has_options(self) -> bool:
+        return bool(self.exclude) or self.skip_unchanged
+
+    def call_args(self) -> str:
+        """The options as arguments after the table ('' calls the one-argument form)."""
+        return ""
 
     def statement(self, operations: Operations) -> str:
         target = qualified_name_literal(self.table_name, self.schema)
+        call_args = self.call_args()
         body = _TRACKING_CHECKS.format(
             target=target,
             function=self.sql_function,
@@ -217,9 +267,11 @@ class _TrackingOp(MigrateOperation):
             not_installed_hint=self.not_installed_hint,
             missing_table_hint=self.missing_table_hint,
             extra_checks=self.extra_checks,
+            options_check=_OPTIONS_CHECK if call_args else "",
+            call_args=call_args,
             after_call=self.after_call,
         )
-        return f"do {_dollar_quote(body, target)}"
+        return f"do {_dollar_quote(body, target + call_args)}"
 
     def to_diff_tuple(self) -> tuple[str, str | None, str]:
         return (self.sql_function, self.schema, self.table_name)
@@ -244,18 +296,110 @@ class EnableTrackingOp(_TrackingOp):
     execute 'comment on trigger audit_truncate on ' || pg_catalog.to_regclass(target)::text
         || ' is ' || pg_catalog.quote_literal('{TRACKED_BY_MIGRATION}');"""
 
+    def call_args(self) -> str:
+        # Without options: the one-argument form (a tracked table keeps its options).
+        return options_sql(self.exclude, self.skip_unchanged) if self.has_options else ""
+
     @classmethod
     def enable_tracking(
-        cls, operations: Operations, table_name: str, *, schema: str | None = None
+        cls,
+        operations: Operations,
+        table_name: str,
+        *,
+        schema: str | None = None,
+        exclude: Iterable[str] = (),
+        skip_unchanged: bool = False,
     ) -> None:
         """Record every INSERT, UPDATE, DELETE and TRUNCATE of a table in the audit trail.
 
-        Idempotent. The table needs a primary key.
+        Idempotent. The table needs a primary key. ``exclude``: columns never recorded
+        (not primary-key columns); ``skip_unchanged=True``: an UPDATE that changes no
+        recorded column writes no audit row. Without options, a table tracked already
+        keeps its options (op.alter_tracking() changes them).
         """
-        operations.invoke(cls(table_name, schema=schema))
+        operations.invoke(
+            cls(table_name, schema=schema, exclude=exclude, skip_unchanged=skip_unchanged)
+        )
 
     def reverse(self) -> DisableTrackingOp:
-        return DisableTrackingOp(self.table_name, schema=self.schema)
+        return DisableTrackingOp(
+            self.table_name,
+            schema=self.schema,
+            exclude=self.exclude,
+            skip_unchanged=self.skip_unchanged,
+        )
+
+    def to_diff_tuple(self) -> tuple[Any, ...]:
+        if not self.has_options:
+            return super().to_diff_tuple()
+        return (*super().to_diff_tuple(), tuple(self.exclude), self.skip_unchanged)
+
+
+@Operations.register_operation("alter_tracking")
+class AlterTrackingOp(EnableTrackingOp):
+    """Change the options of a tracked table (exclude, skip_unchanged)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        schema: str | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        skip_unchanged: bool = False,
+        existing_exclude: Iterable[str] = (),
+        existing_skip_unchanged: bool = False,
+    ) -> None:
+        super().__init__(table_name, schema, exclude=exclude, skip_unchanged=skip_unchanged)
+        self.existing_exclude, self.existing_skip_unchanged = check_tracking_options(
+            existing_exclude, existing_skip_unchanged
+        )
+
+    def call_args(self) -> str:
+        # Always explicit: going back to no options must clear them.
+        return options_sql(self.exclude, self.skip_unchanged)
+
+    @classmethod
+    def alter_tracking(
+        cls,
+        operations: Operations,
+        table_name: str,
+        *,
+        schema: str | None = None,
+        exclude: Iterable[str] = (),
+        skip_unchanged: bool = False,
+        existing_exclude: Iterable[str] = (),
+        existing_skip_unchanged: bool = False,
+    ) -> None:
+        """Track a table with these options instead of the ``existing_`` ones (for undoing)."""
+        operations.invoke(
+            cls(
+                table_name,
+                schema=schema,
+                exclude=exclude,
+                skip_unchanged=skip_unchanged,
+                existing_exclude=existing_exclude,
+                existing_skip_unchanged=existing_skip_unchanged,
+            )
+        )
+
+    def reverse(self) -> AlterTrackingOp:  # type: ignore[override]
+        return AlterTrackingOp(
+            self.table_name,
+            schema=self.schema,
+            exclude=self.existing_exclude,
+            skip_unchanged=self.existing_skip_unchanged,
+            existing_exclude=self.exclude,
+            existing_skip_unchanged=self.skip_unchanged,
+        )
+
+    def to_diff_tuple(self) -> tuple[Any, ...]:
+        return (
+            "alter_tracking",
+            self.schema,
+            self.table_name,
+            tuple(self.exclude),
+            self.skip_unchanged,
+        )
 
 
 @Operations.register_operation("disable_tracking")
@@ -282,7 +426,13 @@ class DisableTrackingOp(_TrackingOp):
         operations.invoke(cls(table_name, schema=schema))
 
     def reverse(self) -> EnableTrackingOp:
-        return EnableTrackingOp(self.table_name, schema=self.schema)
+        # The options it was tracked with (autogenerate knows them) come back.
+        return EnableTrackingOp(
+            self.table_name,
+            schema=self.schema,
+            exclude=self.exclude,
+            skip_unchanged=self.skip_unchanged,
+        )
 
 
 @Operations.implementation_for(InstallAuditOp)
@@ -296,6 +446,7 @@ def _uninstall_audit(operations: Operations, operation: UninstallAuditOp) -> Non
 
 
 @Operations.implementation_for(EnableTrackingOp)
+@Operations.implementation_for(AlterTrackingOp)
 @Operations.implementation_for(DisableTrackingOp)
 def _toggle_tracking(operations: Operations, operation: _TrackingOp) -> None:
     _emit(operations, [operation.statement(operations)])

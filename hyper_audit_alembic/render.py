@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING
 
 from alembic.autogenerate.render import renderers
 
-from .ops import DisableTrackingOp, EnableTrackingOp, InstallAuditOp, UninstallAuditOp
+from .ops import (
+    AlterTrackingOp,
+    DisableTrackingOp,
+    EnableTrackingOp,
+    InstallAuditOp,
+    UninstallAuditOp,
+)
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -37,4 +43,19 @@ def render_tracking(
     autogen_context: AutogenContext, op: EnableTrackingOp | DisableTrackingOp
 ) -> str:
     args = [repr(op.table_name)] + ([f"schema={op.schema!r}"] if op.schema else [])
+    if isinstance(op, EnableTrackingOp):
+        args += [f"exclude={op.exclude!r}"] if op.exclude else []
+        args += ["skip_unchanged=True"] if op.skip_unchanged else []
     return _call(autogen_context, op.sql_function, *args)
+
+
+@renderers.dispatch_for(AlterTrackingOp, replace=True)
+def render_alter_tracking(autogen_context: AutogenContext, op: AlterTrackingOp) -> str:
+    args = [repr(op.table_name)] + ([f"schema={op.schema!r}"] if op.schema else [])
+    args += [
+        f"exclude={op.exclude!r}",
+        f"skip_unchanged={op.skip_unchanged!r}",
+        f"existing_exclude={op.existing_exclude!r}",
+        f"existing_skip_unchanged={op.existing_skip_unchanged!r}",
+    ]
+    return _call(autogen_context, "alter_tracking", *args)

@@ -31,6 +31,24 @@ from sqlalchemy.engine import Connection
 
 from hyper_audit_alembic.templates import template_dir
 
+#: A project's models: one audited account table (the most common test project).
+ACCOUNT_MODELS = """
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "account"
+    __audited__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+"""
+
+
 TEMPLATE = template_dir()
 PLUGINS = ["alembic.autogenerate.*", "hyper_audit"]
 

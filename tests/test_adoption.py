@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.util import CommandError
-from alembic_project import Project, autogenerate, migration_body
+from alembic_project import ACCOUNT_MODELS, Project, autogenerate, migration_body
 from audit_helpers import (
     Db,
     apply_sql,
@@ -537,21 +537,7 @@ def test_adoption_refuses_a_foreign_audit_table(engine: sa.Engine, db_url: str) 
     ) in str(error.value)
 
 
-MODELS = """
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "account"
-    __audited__ = True
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str]
-"""
+MODELS = ACCOUNT_MODELS
 
 
 def test_project_round_trip_of_an_adoption(tmp_path: Path, db_url: str) -> None:

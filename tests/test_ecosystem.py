@@ -9,25 +9,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic_project import Project, migration_body
+from alembic_project import ACCOUNT_MODELS, Project, migration_body
 
 import hyper_audit_alembic
 
-MODELS = """
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "account"
-    __audited__ = True
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str]
-"""
+MODELS = ACCOUNT_MODELS
 
 
 @pytest.mark.parametrize("driver", ["psycopg2", "psycopg", "asyncpg"])

@@ -23,7 +23,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 import sqlalchemy as sa
-from alembic_project import Project, migration_body
+from alembic_project import ACCOUNT_MODELS, Project, migration_body
 from audit_helpers import (
     Db,
     apply_sql,
@@ -525,21 +525,7 @@ def test_a_failing_step_after_install_audit_rolls_the_install_back(
         assert db.one("select to_regnamespace('audit') is null")
 
 
-MODELS = """
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "account"
-    __audited__ = True
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str]
-"""
+MODELS = ACCOUNT_MODELS
 
 
 def test_upgrade_downgrade_cycles_leave_no_leftovers_and_keep_history(

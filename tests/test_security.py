@@ -34,6 +34,7 @@ from hyper_audit_alembic.history import history
 from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+REFERENCE_SQL = README.parent / "benchmarks" / "reference_design.sql"
 
 
 @pytest.fixture
@@ -181,40 +182,132 @@ def test_look_alike_functions_and_operators_never_run(db: Db, role: str) -> None
     assert {row[3:6] for row in db.audit_rows()} == {(oid, "public", "account")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 4, open: to_jsonb(new) in the SECURITY DEFINER trigger calls a cast to json"
-    " that the owner of an enum type created, with the rights of the audit's owner"
-    " (a superuser): a table owner can run code as superuser. Owned by the trigger rewrite.",
-)
-def test_a_cast_to_json_runs_with_the_writers_rights_only(
+# A type of the application's, and functions of its own that convert it to json and jsonb,
+# noting who runs them.
+MOOD = """
+create type app.mood as enum ('ok', 'bad');
+create table app.calls (by_user text, superuser boolean);
+grant insert on app.calls to public;
+create function app.mood_json(m app.mood) returns json language plpgsql as $$
+    begin insert into app.calls select current_user,
+    (select rolsuper from pg_catalog.pg_roles where rolname = current_user);
+    return pg_catalog.to_json('cast:' || m::text); end $$;
+create function app.mood_jsonb(m app.mood) returns jsonb language plpgsql as $$
+    begin insert into app.calls select current_user,
+    (select rolsuper from pg_catalog.pg_roles where rolname = current_user);
+    return pg_catalog.to_jsonb('cast:' || m::text); end $$;
+"""
+
+
+def _refused_cast(role: str, target: str) -> tuple[str, str, str]:
+    function = f"app.mood_{target}(app.mood)"
+    return (
+        "42501",
+        f"the cast (app.mood as {target}) uses the function {function} owned by {role},"
+        " not a superuser: the audit triggers would run it with their owner's rights",
+        "While the audit trail is installed, a cast to json or jsonb may only use a function"
+        f" owned by a superuser: drop the cast (drop cast (app.mood as {target})) or have a"
+        f" superuser own {function}.",
+    )
+
+
+def test_a_cast_to_json_cannot_run_a_writers_code_with_the_audits_rights(
     db: Db, role: str, engine: sa.Engine
 ) -> None:
     # The application owns its tables (migrations ran as it); the audit was installed by a
     # superuser. to_jsonb() converts a value of a non-built-in type with its cast to json,
-    # when one exists, and the owner of a type may create such a cast.
+    # when one exists, and the owner of a type may create one: inside the security-definer
+    # trigger it would run as the audit's owner. The event trigger refuses such a cast.
+    superuser = db.one("select current_user::text")
     db.run(f"create schema app authorization {role}")
     db.run(f"set role {role}")
+    db.run(MOOD + "create table app.diary (id int primary key, mood app.mood)")
+    for target in ("json", "jsonb"):
+        error = db.error(
+            f"create cast (app.mood as {target}) with function app.mood_{target}(app.mood)"
+        )
+        assert (
+            error.pgcode,
+            error.diag.message_primary,
+            error.diag.message_hint,
+        ) == _refused_cast(role, target)
+    db.run("reset role")
+    assert db.rows("select castsource from pg_cast where castsource = 'app.mood'::regtype") == []
+    # A superuser's cast converts the values, as the reference records them; it cannot be
+    # handed over to the role afterwards.
     db.run(
-        "create type app.mood as enum ('ok', 'bad');"
-        "create table app.diary (id int primary key, mood app.mood);"
-        "create table app.calls (by_user text, superuser boolean);"
-        "create function app.mood_json(m app.mood) returns json language plpgsql as $$"
-        " begin insert into app.calls select current_user,"
-        " (select rolsuper from pg_catalog.pg_roles where rolname = current_user);"
-        " return pg_catalog.to_json(m::text); end $$;"
+        "alter function app.mood_json(app.mood) owner to current_user;"
         "create cast (app.mood as json) with function app.mood_json(app.mood)"
     )
-    db.run("reset role")
+    error = db.error(f"alter function app.mood_json(app.mood) owner to {role}")
+    assert (error.pgcode, error.diag.message_primary) == _refused_cast(role, "json")[:2]
     run_online(engine, lambda op: op.enable_tracking("diary", schema="app"))
+    db.run(REFERENCE_SQL.read_text(encoding="utf-8"))
+    db.run("select audit_reference.enable_tracking('app.diary')")
     db.run(f"set role {role}")
-    db.run("insert into app.diary values (1, 'ok')")
+    db.run("insert into app.diary values (1, 'ok'); update app.diary set mood = 'bad'")
     db.run("reset role")
-    assert [row[6] for row in db.audit_rows()] == [{"id": 1, "mood": "ok"}]
-    assert db.rows("select distinct by_user, superuser from app.calls") in (
-        [],
-        [(role, False)],
-    )
+    assert (superuser, True) in db.rows("select distinct by_user, superuser from app.calls")
+    assert [(row[0], row[6], row[7]) for row in db.audit_rows()] == [
+        ("INSERT", {"id": 1, "mood": "cast:ok"}, None),
+        ("UPDATE", {"id": 1, "mood": "cast:bad"}, {"id": 1, "mood": "cast:ok"}),
+    ]
+    assert db.rows(
+        "select op::text, record, old_record from audit_reference.record_version order by id"
+    ) == [(row[0], row[6], row[7]) for row in db.audit_rows()]
+
+
+def test_tracking_is_refused_while_a_writers_cast_to_json_exists(
+    db_url: str, engine: sa.Engine
+) -> None:
+    # The cast existed before a superuser installed the audit. The table reaches the type
+    # through a domain over an array of a composite type: to_jsonb() would call the cast.
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    with connect(db_url) as db:
+        db.run(f"create role {role} login; create schema app authorization {role}")
+        try:
+            db.run(f"set role {role}")
+            db.run(
+                MOOD + "create cast (app.mood as json) with function app.mood_json(app.mood);"
+                "create type app.feeling as (at timestamptz, mood app.mood);"
+                "create domain app.feelings as app.feeling[];"
+                "create table app.diary (id int primary key, note text, days app.feelings)"
+            )
+            db.run("reset role")
+            run_online(engine, lambda op: op.install_audit())
+            with pytest.raises(sa.exc.DBAPIError) as refused:
+                run_online(engine, lambda op: op.enable_tracking("diary", schema="app"))
+            error = refused.value.orig
+            assert (
+                error.pgcode,  # type: ignore[union-attr]
+                error.diag.message_primary,  # type: ignore[union-attr]
+                error.diag.message_hint,  # type: ignore[union-attr]
+            ) == (
+                "42501",
+                "audit.enable_tracking: column days of table app.diary is converted to json"
+                " with the cast (app.mood as json), whose function app.mood_json(app.mood) is"
+                f" owned by {role}, not a superuser: the audit triggers would run it with their"
+                " owner's rights",
+                "Drop the cast (drop cast (app.mood as json)) or have a superuser own"
+                " app.mood_json(app.mood), then track app.diary again.",
+            )
+            assert (
+                db.rows("select tgname from pg_trigger where tgrelid = 'app.diary'::regclass") == []
+            )
+            # The fix the hint names.
+            db.run("alter function app.mood_json(app.mood) owner to current_user")
+            run_online(engine, lambda op: op.enable_tracking("diary", schema="app"))
+            db.run(
+                "insert into app.diary"
+                " values (1, 'x', array[row('2026-01-01Z', 'ok')]::app.feeling[])"
+            )
+            assert db.audit_rows()[-1][6] == {
+                "id": 1,
+                "note": "x",
+                "days": [{"at": "2026-01-01T00:00:00+00:00", "mood": "cast:ok"}],
+            }
+        finally:
+            db.run(f"reset role; drop owned by {role} cascade; drop role {role}")
 
 
 # --- Switching the triggers off -----------------------------------------------------------

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.util import CommandError
-from alembic_project import Project, autogenerate, migration_body
+from alembic_project import ACCOUNT_MODELS, Project, autogenerate, migration_body
 from audit_helpers import (
     Db,
     apply_sql,
@@ -418,21 +418,7 @@ def test_autogenerate_refuses_a_newer_audit_schema(engine: sa.Engine) -> None:
     )
 
 
-MODELS = """
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "account"
-    __audited__ = True
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str]
-"""
+MODELS = ACCOUNT_MODELS
 
 
 def test_project_round_trip_of_an_upgrade(tmp_path: Path, db_url: str, engine: sa.Engine) -> None:

@@ -530,6 +530,7 @@ declare
     statement_level boolean;
     wanted text[];
     truncate_comment text;
+    unsafe record;
 begin
     select c.relkind into relation_kind from pg_class c where c.oid = target;
     if relation_kind is distinct from 'r' then
@@ -555,6 +556,56 @@ begin
                 || ': the audit trail identifies each record by its primary key.';
     end if;
     args := audit.trigger_arguments(pkey_cols);
+
+    -- to_jsonb() in the triggers (which run as the audit's owner) converts a value of a
+    -- non-built-in type with the type's cast to json when one exists. A cast whose function
+    -- a non-superuser owns would run that role's code with the audit owner's rights, so no
+    -- such cast may reach the table's values: through its columns, the base types of
+    -- domains, the element types of arrays and the fields of composite types.
+    select r.column_name::text as column_name, c.castsource::regtype::text as source,
+        c.casttarget::regtype::text as target, c.castfunc::regprocedure::text as function,
+        o.rolname::text as owner
+    into unsafe
+    from (
+        with recursive reached (column_name, type_oid) as (
+            select a.attname, a.atttypid
+            from pg_attribute a
+            where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+            union
+            select r.column_name, next_type.type_oid
+            from reached r
+            join pg_type t on t.oid = r.type_oid
+            cross join lateral (
+                select t.typbasetype where t.typtype = 'd'
+                union all
+                select t.typelem where t.typelem <> 0
+                union all
+                select a.atttypid from pg_attribute a
+                where t.typrelid <> 0 and a.attrelid = t.typrelid and a.attnum > 0
+                    and not a.attisdropped
+            ) as next_type (type_oid)
+        )
+        select column_name, type_oid from reached
+    ) as r
+    join pg_cast c on c.castsource = r.type_oid
+        and c.casttarget in ('json'::regtype, 'jsonb'::regtype)
+    join pg_proc p on p.oid = c.castfunc
+    join pg_roles o on o.oid = p.proowner
+    where not o.rolsuper
+    order by r.column_name, c.casttarget
+    limit 1;
+    if found then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = 'audit.enable_tracking: column ' || quote_ident(unsafe.column_name)
+                || ' of table ' || target::text || ' is converted to json with the cast ('
+                || unsafe.source || ' as ' || unsafe.target || '), whose function '
+                || unsafe.function || ' is owned by ' || quote_ident(unsafe.owner)
+                || ', not a superuser: the audit triggers would run it with their owner''s rights',
+            hint = 'Drop the cast (drop cast (' || unsafe.source || ' as ' || unsafe.target
+                || ')) or have a superuser own ' || unsafe.function || ', then track '
+                || target::text || ' again.';
+    end if;
 
     -- Statement-level triggers pair old and new rows by the primary key. That needs each
     -- key once among a statement's old rows and once among its new rows: a key that is
@@ -786,6 +837,67 @@ begin
             message = 'install_audit: not a superuser, so primary-key changes of tracked tables '
                 || 'are not followed automatically',
             hint = 'After changing the primary key of a tracked table, call op.enable_tracking() for it again.';
+    end if;
+end
+$$;
+
+-- Refuses a cast to json or jsonb whose function a non-superuser owns (see the check in
+-- enable_tracking): CREATE CAST, and ALTER FUNCTION / ALTER ROUTINE that give a cast's
+-- function to another owner. Only the casts and functions the command touched are looked
+-- at. Casts made by superusers (PostGIS's, say) stay allowed.
+create or replace function audit.refuse_unsafe_json_casts()
+returns event_trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    unsafe record;
+begin
+    select c.castsource::regtype::text as source, c.casttarget::regtype::text as target,
+        c.castfunc::regprocedure::text as function, o.rolname::text as owner
+    into unsafe
+    from pg_event_trigger_ddl_commands() d
+    join pg_cast c on (d.classid = 'pg_cast'::regclass and c.oid = d.objid)
+        or (d.classid = 'pg_proc'::regclass and c.castfunc = d.objid)
+    join pg_proc p on p.oid = c.castfunc
+    join pg_roles o on o.oid = p.proowner
+    where c.casttarget in ('json'::regtype, 'jsonb'::regtype) and not o.rolsuper
+    order by c.castsource, c.casttarget
+    limit 1;
+    if found then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = 'the cast (' || unsafe.source || ' as ' || unsafe.target
+                || ') uses the function ' || unsafe.function || ' owned by '
+                || quote_ident(unsafe.owner) || ', not a superuser: the audit triggers'
+                || ' would run it with their owner''s rights',
+            hint = 'While the audit trail is installed, a cast to json or jsonb may only use a'
+                || ' function owned by a superuser: drop the cast (drop cast ('
+                || unsafe.source || ' as ' || unsafe.target || ')) or have a superuser own '
+                || unsafe.function || '.';
+    end if;
+end
+$$;
+
+do $$
+begin
+    if (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
+        if not exists (
+            select from pg_catalog.pg_event_trigger
+            where evtname = 'audit_refuse_unsafe_json_casts'
+        ) then
+            create event trigger audit_refuse_unsafe_json_casts
+                on ddl_command_end when tag in ('CREATE CAST', 'ALTER FUNCTION', 'ALTER ROUTINE')
+                execute function audit.refuse_unsafe_json_casts();
+        end if;
+    elsif not exists (
+        select from pg_catalog.pg_event_trigger where evtname = 'audit_refuse_unsafe_json_casts'
+    ) then
+        raise warning using
+            message = 'install_audit: not a superuser, so casts to json that run code of other '
+                || 'roles are only refused when a table is tracked',
+            hint = 'The audit triggers run as the role that installed the audit trail: '
+                || 'give it no more rights than it needs.';
     end if;
 end
 $$;

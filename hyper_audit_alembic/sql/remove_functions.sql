@@ -24,7 +24,21 @@ drop event trigger if exists audit_follow_primary_key_changes;
 
 drop function if exists audit.follow_primary_key_changes();
 
+drop event trigger if exists audit_refuse_unsafe_json_casts;
+
+drop function if exists audit.refuse_unsafe_json_casts();
+
 drop function if exists audit.enable_tracking(regclass);
+
+drop function if exists audit.enable_tracking(regclass, text[], boolean);
+
+drop function if exists audit.enable_tracking_keys(regclass);
+
+drop function if exists audit.set_tracking_options(regclass, text[]);
+
+drop function if exists audit.tracking_options(regclass);
+
+drop function if exists audit.trigger_argument_list(bytea);
 
 drop function if exists audit.disable_tracking(regclass);
 
