@@ -539,9 +539,42 @@ def bench_bulk(
                         )
                 results.add(key, variant, elapsed)
                 line.append(f"{variant} {elapsed:.3f} s")
+                if variant == "ours":
+                    floor = write_floor(conn)
+                    results.add(key, "floor", floor)
+                    line.append(f"floor {floor:.3f} s")
             log(f"  [{rep + 1}/{repeat}] {BULK_TITLES[key]}: {', '.join(line)}")
     for variant in VARIANTS:
         reset_table(conns[variant], variant, 0)
+
+
+AUDIT_COLUMNS = (
+    "record_id, old_record_id, op, ts, table_oid, table_schema, table_name, record, old_record"
+)
+
+
+def write_floor(conn: psycopg2.extensions.connection) -> float:
+    """The floor: writing the audit rows the statement just produced, with no trigger.
+
+    Copies them aside (not timed), removes them, and times one INSERT ... SELECT of the
+    very same rows into audit.record_version with its indexes, commit included.
+    """
+    execute(conn, "drop table if exists floor_rows")
+    execute(
+        conn,
+        f"create unlogged table floor_rows as select {AUDIT_COLUMNS} from audit.record_version",
+    )
+    execute(conn, "truncate audit.record_version")
+    execute(conn, "checkpoint")
+    with conn.cursor() as cur:
+        started = time.perf_counter()
+        cur.execute(
+            f"insert into audit.record_version ({AUDIT_COLUMNS}) "
+            f"select {AUDIT_COLUMNS} from floor_rows"
+        )
+        elapsed = time.perf_counter() - started
+    execute(conn, "drop table floor_rows")
+    return elapsed
 
 
 # --------------------------------------------------------------------------- history
@@ -985,6 +1018,16 @@ def build_table(results: Results) -> list[str]:
             f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'time')} "
             f"| {fmt_ratio(results.ratio(key, 'ours', 'reference'), 'time')} |"
         )
+    for key in BULK_STATEMENTS:
+        floor = results.median(key, "floor")
+        if floor is not None:
+            rows.append(
+                f"| floor of the above: the same {BULK_ROWS:,} audit rows written by one "
+                f"INSERT ... SELECT, no trigger ({BULK_OP[key]}) "
+                f"| {fmt_seconds(results.median(key, 'untracked'))} "
+                f"| — | {fmt_seconds(floor)} | — "
+                f"| {fmt_ratio(results.ratio(key, 'floor', 'untracked'), 'time')} | — |"
+            )
     for layout in HISTORY_LAYOUTS:
         history = results.median("history", layout)
         if history is not None:
