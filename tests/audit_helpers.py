@@ -374,3 +374,22 @@ def catalog_snapshot(db: Db) -> dict[str, list[tuple[Any, ...]]]:
 def snapshot_of(url: str) -> dict[str, list[tuple[Any, ...]]]:
     with connect(url) as db:
         return catalog_snapshot(db)
+
+
+def account_scenario(db: Db) -> list[tuple[Any, ...]]:
+    """The README's account scenario; returns the audit rows it must write."""
+    db.run("insert into public.account (id, name) values (1, 'Foo Barsworth')")
+    db.run("update public.account set name = 'Foo Barsworth Jr.' where id = 1")
+    db.run("delete from public.account where id = 1")
+    db.run("truncate public.account")
+    oid = db.oid("public.account")
+    rid = record_id(oid, "1")
+    first = {"id": 1, "name": "Foo Barsworth"}
+    second = {"id": 1, "name": "Foo Barsworth Jr."}
+    where = (oid, "public", "account")
+    return [
+        ("INSERT", rid, None, *where, first, None),
+        ("UPDATE", rid, rid, *where, second, first),
+        ("DELETE", None, rid, *where, None, second),
+        ("TRUNCATE", None, None, *where, None, None),
+    ]

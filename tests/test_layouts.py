@@ -24,6 +24,7 @@ from alembic.util import CommandError
 from alembic_project import Project, autogenerate, migration_body
 from audit_helpers import (
     Db,
+    account_scenario,
     apply_sql,
     catalog_snapshot,
     connect,
@@ -92,25 +93,6 @@ def set_partitioning(**options: Any) -> Any:
 
 def create_account(db: Db) -> None:
     db.run("create table public.account (id int primary key, name text not null)")
-
-
-def account_scenario(db: Db) -> list[tuple[Any, ...]]:
-    """The README's account scenario; returns the audit rows it must write."""
-    db.run("insert into public.account (id, name) values (1, 'Foo Barsworth')")
-    db.run("update public.account set name = 'Foo Barsworth Jr.' where id = 1")
-    db.run("delete from public.account where id = 1")
-    db.run("truncate public.account")
-    oid = db.oid("public.account")
-    rid = record_id(oid, "1")
-    first = {"id": 1, "name": "Foo Barsworth"}
-    second = {"id": 1, "name": "Foo Barsworth Jr."}
-    where = (oid, "public", "account")
-    return [
-        ("INSERT", rid, None, *where, first, None),
-        ("UPDATE", rid, rid, *where, second, first),
-        ("DELETE", None, rid, *where, None, second),
-        ("TRUNCATE", None, None, *where, None, None),
-    ]
 
 
 def add_history(db: Db, *timestamps: str, table_oid: int = 424242) -> None:

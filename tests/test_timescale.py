@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 from audit_helpers import (
     Db,
+    account_scenario,
     apply_sql,
     catalog_snapshot,
     connect,
@@ -173,25 +174,6 @@ def assert_hypertable_layout(db: Db) -> None:
         == []
     )
     assert record_version_indexes(db) == HYPERTABLE_INDEXES
-
-
-def account_scenario(db: Db) -> list[tuple[Any, ...]]:
-    """The README's account scenario; returns the audit rows it must write."""
-    db.run("insert into public.account (id, name) values (1, 'Foo Barsworth')")
-    db.run("update public.account set name = 'Foo Barsworth Jr.' where id = 1")
-    db.run("delete from public.account where id = 1")
-    db.run("truncate public.account")
-    oid = db.oid("public.account")
-    rid = record_id(oid, "1")
-    first = {"id": 1, "name": "Foo Barsworth"}
-    second = {"id": 1, "name": "Foo Barsworth Jr."}
-    where = (oid, "public", "account")
-    return [
-        ("INSERT", rid, None, *where, first, None),
-        ("UPDATE", rid, rid, *where, second, first),
-        ("DELETE", None, rid, *where, None, second),
-        ("TRUNCATE", None, None, *where, None, None),
-    ]
 
 
 def create_account(db: Db) -> None:
