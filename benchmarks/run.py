@@ -1,6 +1,6 @@
 """Write overhead of the audit trail: untracked vs the reference design vs this package.
 
-    python benchmarks/run.py                 # the full run (~10 minutes on 2 cores)
+    python benchmarks/run.py                 # the full run (~12 minutes on 2 cores)
     python benchmarks/run.py --quick         # a short run (~2-3 minutes)
     python benchmarks/run.py --repeat 5      # more repetitions
 
@@ -48,14 +48,19 @@ import psycopg2.extensions  # noqa: E402
 
 from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres  # noqa: E402
 
-VARIANTS = ("untracked", "reference", "ours")
+VARIANTS = ("untracked", "reference", "ours", "floor")
 DATABASES = {v: f"bench_{v}" for v in VARIANTS}
-AUDIT_TABLE = {"reference": "audit_reference.record_version", "ours": "audit.record_version"}
+AUDIT_TABLE = {
+    "reference": "audit_reference.record_version",
+    "ours": "audit.record_version",
+    "floor": "audit.record_version",
+}
 HISTORY_DB = "bench_history"
 AUTOGEN_DB = "bench_autogenerate_empty"
 AUTOGEN_CURRENT_DB = "bench_autogenerate_current"
 
 REFERENCE_SQL = HERE / "reference_design.sql"
+FLOOR_SQL = HERE / "floor_design.sql"
 RESULTS_MD = HERE / "results.md"
 
 BULK_ROWS = 100_000
@@ -110,13 +115,55 @@ PGBENCH_TITLES = {
 PGBENCH_OP = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
 CLIENTS = (1, 2)
 
-BULK_STATEMENTS = {
-    "bulk_insert": FILL_SQL.format(rows=BULK_ROWS),
-    "bulk_update": (
-        "update public.bench set amount = amount + 1, status = 'updated', updated_at = now()"
-    ),
-    "bulk_delete": "delete from public.bench",
-}
+
+def bulk_statements(rows: int) -> dict[str, str]:
+    """The bulk statements: an INSERT ... SELECT of `rows` rows, an UPDATE and a DELETE of all."""
+    return {
+        "bulk_insert": FILL_SQL.format(rows=rows),
+        "bulk_update": (
+            "update public.bench set amount = amount + 1, status = 'updated', updated_at = now()"
+        ),
+        "bulk_delete": "delete from public.bench",
+    }
+
+
+# The floor of the bulk statements: the same change and its audit rows (the same columns,
+# jsonb and record ids) in one statement, no trigger. PostgreSQL 15 has no OLD in
+# RETURNING, so the UPDATE reads the old rows first (same snapshot) and pairs them by key.
+BENCH_RECORD_ID = "audit.to_record_id('public.bench'::regclass, '{id}', s.rec)"
+BENCH_TARGET = "'public.bench'::regclass, 'public', 'bench'"
+
+
+def floor_bulk_statements(rows: int) -> dict[str, str]:
+    """The bulk statements writing their own audit rows: run with triggers off."""
+    change = bulk_statements(rows)
+    return {
+        "bulk_insert": (
+            "with n as (" + change["bulk_insert"] + " returning *) "
+            "insert into audit.record_version (record_id, op, table_oid, table_schema, "
+            f"table_name, record) select {BENCH_RECORD_ID}, 'INSERT', {BENCH_TARGET}, s.rec "
+            "from (select to_jsonb(n) as rec from n offset 0) as s"
+        ),
+        "bulk_update": (
+            "with o as materialized (select b.id, to_jsonb(b) as rec from public.bench as b), "
+            "n as (" + change["bulk_update"] + " returning *) "
+            "insert into audit.record_version (record_id, old_record_id, op, table_oid, "
+            "table_schema, table_name, record, old_record) "
+            f"select k.rid, k.rid, 'UPDATE', {BENCH_TARGET}, k.rec, o.rec from ("
+            f"select s.id, s.rec, {BENCH_RECORD_ID} as rid "
+            "from (select n.id, to_jsonb(n) as rec from n offset 0) as s) as k join o using (id)"
+        ),
+        "bulk_delete": (
+            "with o as (" + change["bulk_delete"] + " returning *) "
+            "insert into audit.record_version (old_record_id, op, table_oid, table_schema, "
+            f"table_name, old_record) select {BENCH_RECORD_ID}, 'DELETE', {BENCH_TARGET}, s.rec "
+            "from (select to_jsonb(o) as rec from o offset 0) as s"
+        ),
+    }
+
+
+BULK_STATEMENTS = bulk_statements(BULK_ROWS)
+FLOOR_BULK_STATEMENTS = floor_bulk_statements(BULK_ROWS)
 BULK_TITLES = {
     "bulk_insert": f"one INSERT ... SELECT of {BULK_ROWS:,} rows",
     "bulk_update": f"one UPDATE of {BULK_ROWS:,} rows",
@@ -267,6 +314,9 @@ def setup_variant(server: ThrowawayPostgres, variant: str) -> psycopg2.extension
     elif variant == "ours":
         install_ours(conn)
         execute(conn, "select audit.enable_tracking('public.bench'::regclass)")
+    elif variant == "floor":
+        install_ours(conn)
+        execute(conn, FLOOR_SQL.read_text(encoding="utf-8"))
     # Check that each variant records exactly what it should: one audit row per change.
     execute(conn, FILL_SQL.format(rows=3))
     execute(conn, "update public.bench set amount = amount + 1 where id = 2")
@@ -522,11 +572,17 @@ def bench_bulk(
             for variant in rotated(rep):
                 conn = conns[variant]
                 reset_table(conn, variant, 0 if key == "bulk_insert" else BULK_ROWS)
+                if variant == "floor":
+                    # No trigger: the statement writes its audit rows itself.
+                    execute(conn, "set session_replication_role = replica")
                 with conn.cursor() as cur:
                     started = time.perf_counter()
-                    cur.execute(statement)  # autocommit: the time includes the commit
+                    # autocommit: the time includes the commit
+                    cur.execute(FLOOR_BULK_STATEMENTS[key] if variant == "floor" else statement)
                     elapsed = time.perf_counter() - started
                     affected = cur.rowcount
+                if variant == "floor":
+                    execute(conn, "reset session_replication_role")
                 label = f"{BULK_TITLES[key]}, {variant}"
                 if affected != BULK_ROWS:
                     results.problem(f"{label}: {affected} rows affected, not {BULK_ROWS}")
@@ -540,9 +596,9 @@ def bench_bulk(
                 results.add(key, variant, elapsed)
                 line.append(f"{variant} {elapsed:.3f} s")
                 if variant == "ours":
-                    floor = write_floor(conn)
-                    results.add(key, "floor", floor)
-                    line.append(f"floor {floor:.3f} s")
+                    alone = write_alone(conn)
+                    results.add(key, "write_alone", alone)
+                    line.append(f"write alone {alone:.3f} s")
             log(f"  [{rep + 1}/{repeat}] {BULK_TITLES[key]}: {', '.join(line)}")
     for variant in VARIANTS:
         reset_table(conns[variant], variant, 0)
@@ -553,16 +609,16 @@ AUDIT_COLUMNS = (
 )
 
 
-def write_floor(conn: psycopg2.extensions.connection) -> float:
-    """The floor: writing the audit rows the statement just produced, with no trigger.
+def write_alone(conn: psycopg2.extensions.connection) -> float:
+    """The audit write alone: the audit rows the statement just produced, written again.
 
     Copies them aside (not timed), removes them, and times one INSERT ... SELECT of the
     very same rows into audit.record_version with its indexes, commit included.
     """
-    execute(conn, "drop table if exists floor_rows")
+    execute(conn, "drop table if exists alone_rows")
     execute(
         conn,
-        f"create unlogged table floor_rows as select {AUDIT_COLUMNS} from audit.record_version",
+        f"create unlogged table alone_rows as select {AUDIT_COLUMNS} from audit.record_version",
     )
     execute(conn, "truncate audit.record_version")
     execute(conn, "checkpoint")
@@ -570,11 +626,155 @@ def write_floor(conn: psycopg2.extensions.connection) -> float:
         started = time.perf_counter()
         cur.execute(
             f"insert into audit.record_version ({AUDIT_COLUMNS}) "
-            f"select {AUDIT_COLUMNS} from floor_rows"
+            f"select {AUDIT_COLUMNS} from alone_rows"
         )
         elapsed = time.perf_counter() - started
-    execute(conn, "drop table floor_rows")
+    execute(conn, "drop table alone_rows")
     return elapsed
+
+
+# --------------------------------------------------------------------------- breakdown
+
+BREAKDOWN_TITLES = {
+    "statement": "the INSERT ... SELECT itself, untracked",
+    "transition": "the same with its rows captured in a transition table (no-op trigger)",
+    "jsonb": "making the rows' jsonb (SELECT to_jsonb(row), nothing written)",
+    "record_id": "making the rows' jsonb and record ids (nothing written)",
+    "heap": "writing the audit rows into a copy of audit.record_version: no index, no CHECK",
+    "checks": "the same with the CHECK constraints",
+}
+
+
+def breakdown_copies(conn: psycopg2.extensions.connection) -> dict[str, str]:
+    """Copies of audit.record_version to write into: bare, with its CHECKs, with one index.
+
+    Returns part name -> table. The indexes are read from the catalog, so the breakdown
+    follows whatever the install makes.
+    """
+    copies = {"heap": "public.breakdown_heap", "checks": "public.breakdown_checks"}
+    execute(
+        conn, "create table public.breakdown_heap (like audit.record_version including defaults)"
+    )
+    execute(
+        conn,
+        "create table public.breakdown_checks "
+        "(like audit.record_version including defaults including constraints)",
+    )
+    indexes = execute(
+        conn,
+        "select c.relname, pg_get_indexdef(i.indexrelid) from pg_index i "
+        "join pg_class c on c.oid = i.indexrelid "
+        "where i.indrelid = 'audit.record_version'::regclass order by c.relname",
+    )
+    for number, (name, definition) in enumerate(indexes):
+        table = f"public.breakdown_index_{number}"
+        execute(conn, f"create table {table} (like audit.record_version including defaults)")
+        on_copy = re.sub(
+            r"^CREATE (UNIQUE )?INDEX \S+ ON \S+ ", rf"CREATE \1INDEX ON {table} ", definition
+        )
+        if on_copy == definition:
+            raise BenchmarkError(f"cannot read the index definition: {definition}")
+        execute(conn, on_copy)
+        copies[f"index {name}"] = table
+    return copies
+
+
+def bench_breakdown(
+    conns: dict[str, psycopg2.extensions.connection], results: Results, repeat: int
+) -> None:
+    """Where the time of ours on the 100,000-row INSERT goes, part by part, in one database.
+
+    Each part is timed alone (commit included) in the same repetition as the untracked
+    statement, so the parts can be read as multiples of it.
+    """
+    conn = conns["ours"]
+    execute(conn, "create table public.breakdown_plain (like public.bench including all)")
+    execute(conn, "create table public.breakdown_noop (like public.bench including all)")
+    execute(
+        conn,
+        "create function public.breakdown_noop() returns trigger language plpgsql "
+        "as 'begin return null; end'",
+    )
+    execute(
+        conn,
+        "create trigger noop after insert on public.breakdown_noop referencing new table as "
+        "n for each statement execute function public.breakdown_noop()",
+    )
+    reset_table(conn, "ours", 0)
+    execute(conn, BULK_STATEMENTS["bulk_insert"])
+    execute(
+        conn,
+        f"create unlogged table alone_rows as select {AUDIT_COLUMNS} from audit.record_version",
+    )
+    copies = breakdown_copies(conn)
+    fill = FILL_SQL.format(rows=BULK_ROWS)
+    record_id = "audit.to_record_id('public.bench'::regclass, '{id}', s.rec)"
+    parts: dict[str, tuple[str, str | None]] = {
+        "statement": (
+            fill.replace("public.bench", "public.breakdown_plain"),
+            "public.breakdown_plain",
+        ),
+        "transition": (
+            fill.replace("public.bench", "public.breakdown_noop"),
+            "public.breakdown_noop",
+        ),
+        "jsonb": (
+            "select count(s.rec) from "
+            "(select to_jsonb(b) as rec from public.bench as b offset 0) as s",
+            None,
+        ),
+        "record_id": (
+            f"select count({record_id}) from "
+            "(select to_jsonb(b) as rec from public.bench as b offset 0) as s",
+            None,
+        ),
+    }
+    for part, table in copies.items():
+        parts[part] = (
+            f"insert into {table} ({AUDIT_COLUMNS}) select {AUDIT_COLUMNS} from alone_rows",
+            table,
+        )
+    reset_table(conn, "ours", BULK_ROWS)  # the rows the jsonb parts read
+    for rep in range(repeat):
+        order = list(parts)
+        if rep % 2:
+            order.reverse()
+        for part in order:
+            statement, target = parts[part]
+            if target is not None:
+                execute(conn, f"truncate {target}")
+            execute(conn, "checkpoint")
+            started = time.perf_counter()
+            execute(conn, statement)
+            results.add("breakdown", part, time.perf_counter() - started)
+        log(f"  [{rep + 1}/{repeat}] breakdown: {len(parts)} parts")
+    for table in [
+        *copies.values(),
+        "public.breakdown_plain",
+        "public.breakdown_noop",
+        "alone_rows",
+    ]:
+        execute(conn, f"drop table {table}")
+    execute(conn, "drop function public.breakdown_noop()")
+    reset_table(conn, "ours", 0)
+
+
+def breakdown_table(results: Results) -> list[str]:
+    if results.median("breakdown", "statement") is None:
+        return []
+    rows = [
+        f"| part of ours on one INSERT ... SELECT of {BULK_ROWS:,} rows | median "
+        "| / the untracked statement |",
+        "|---|---:|---:|",
+    ]
+    parts = [part for key, part in results.samples if key == "breakdown"]
+    for part in parts:
+        title = BREAKDOWN_TITLES.get(part) or f"the same with only the {part} (no CHECK)"
+        value = results.median("breakdown", part)
+        if value is not None:
+            ratio = results.ratio("breakdown", part, "statement")
+            rows.append(f"| {title} | {fmt_seconds(value)} | {fmt_ratio(ratio, 'time')} |")
+    return rows
 
 
 # --------------------------------------------------------------------------- history
@@ -989,51 +1189,66 @@ def fmt_ratio(value: float | None, unit: str) -> str:
     return f"{value:.{digits}f}× {unit}"  # noqa: RUF001
 
 
+def comparison_row(results: Results, key: str, title: str, unit: str) -> str | None:
+    """One table row: the medians of the four variants and the ratios between them."""
+    medians = [results.median(key, v) for v in VARIANTS]
+    if all(m is None for m in medians):
+        return None
+    shown = fmt_tps if unit == "tps" else fmt_seconds
+    ratios = (
+        ("reference", "untracked"),
+        ("ours", "untracked"),
+        ("floor", "untracked"),
+        ("ours", "floor"),
+        ("ours", "reference"),
+    )
+    return (
+        f"| {title} | "
+        + " | ".join(shown(m) for m in medians)
+        + " | "
+        + " | ".join(fmt_ratio(results.ratio(key, a, b), unit) for a, b in ratios)
+        + " |"
+    )
+
+
 def build_table(results: Results) -> list[str]:
     rows = [
-        "| workload | untracked | reference design | ours | reference / untracked "
-        "| ours / untracked | ours / reference |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| workload | untracked | reference design | ours | floor | reference / untracked "
+        "| ours / untracked | floor / untracked | ours / floor | ours / reference |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    found: list[str | None] = []
     for workload in PGBENCH_SCRIPTS:
         for clients in CLIENTS:
-            key = f"pgbench_{workload}_{clients}"
-            u, r, o = (results.median(key, v) for v in VARIANTS)
-            if u is None and r is None and o is None:
-                continue
-            rows.append(
-                f"| {PGBENCH_TITLES[workload]}, pgbench, {clients} client"
-                f"{'s' if clients > 1 else ''} | {fmt_tps(u)} | {fmt_tps(r)} | {fmt_tps(o)} "
-                f"| {fmt_ratio(results.ratio(key, 'reference', 'untracked'), 'tps')} "
-                f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'tps')} "
-                f"| {fmt_ratio(results.ratio(key, 'ours', 'reference'), 'tps')} |"
+            found.append(
+                comparison_row(
+                    results,
+                    f"pgbench_{workload}_{clients}",
+                    f"{PGBENCH_TITLES[workload]}, pgbench, {clients} client"
+                    f"{'s' if clients > 1 else ''}",
+                    "tps",
+                )
             )
     for key in BULK_STATEMENTS:
-        u, r, o = (results.median(key, v) for v in VARIANTS)
-        if u is None and r is None and o is None:
-            continue
-        rows.append(
-            f"| {BULK_TITLES[key]} | {fmt_seconds(u)} | {fmt_seconds(r)} | {fmt_seconds(o)} "
-            f"| {fmt_ratio(results.ratio(key, 'reference', 'untracked'), 'time')} "
-            f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'time')} "
-            f"| {fmt_ratio(results.ratio(key, 'ours', 'reference'), 'time')} |"
-        )
+        found.append(comparison_row(results, key, BULK_TITLES[key], "time"))
+    rows += [row for row in found if row is not None]
     for key in BULK_STATEMENTS:
-        floor = results.median(key, "floor")
-        if floor is not None:
+        alone = results.median(key, "write_alone")
+        if alone is not None:
             rows.append(
-                f"| floor of the above: the same {BULK_ROWS:,} audit rows written by one "
-                f"INSERT ... SELECT, no trigger ({BULK_OP[key]}) "
-                f"| {fmt_seconds(results.median(key, 'untracked'))} "
-                f"| — | {fmt_seconds(floor)} | — "
-                f"| {fmt_ratio(results.ratio(key, 'floor', 'untracked'), 'time')} | — |"
+                f"| the audit write alone: the same {BULK_ROWS:,} audit rows "
+                f"({BULK_OP[key]}) written again by one INSERT ... SELECT "
+                f"| {fmt_seconds(results.median(key, 'untracked'))} | — | — "
+                f"| {fmt_seconds(alone)} | — | — "
+                f"| {fmt_ratio(results.ratio(key, 'write_alone', 'untracked'), 'time')} "
+                "| — | — |"
             )
     for layout in HISTORY_LAYOUTS:
         history = results.median("history", layout)
         if history is not None:
             rows.append(
                 f"| history of one record among {HISTORY_ROWS:,} audit rows (by index), "
-                f"{layout} layout | — | — | {history:.3f} ms | — | — | — |"
+                f"{layout} layout | — | — | {history:.3f} ms | — | — | — | — | — | — |"
             )
     titles = {
         "autogen_empty": f"`alembic revision --autogenerate`, {AUTOGEN_TABLES:,} tables, "
@@ -1046,8 +1261,8 @@ def build_table(results: Results) -> list[str]:
         if off is None and on is None:
             continue
         rows.append(
-            f"| {title} | off: {fmt_seconds(off)} | — | on: {fmt_seconds(on)} | — "
-            f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'time')} | — |"
+            f"| {title} | off: {fmt_seconds(off)} | — | on: {fmt_seconds(on)} | — | — "
+            f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'time')} | — | — | — |"
         )
     return rows
 
@@ -1082,9 +1297,26 @@ def build_report(
         "",
         *build_table(results),
         "",
+        *(
+            [
+                *breakdown_table(results),
+                "",
+                "Each part timed alone, commit included, in the database of ours; the index "
+                "rows are a bare copy of audit.record_version with that one index, so each "
+                "index costs its row minus the bare row.",
+                "",
+            ]
+            if results.median("breakdown", "statement") is not None
+            else []
+        ),
         "Ratios: for the pgbench rows, tracked throughput / untracked throughput (1.0 = no "
         "overhead; higher is better); for the bulk statements and autogenerate, time ratios "
         "(lower is better). Ours / reference compares the two tracked variants the same way. "
+        "Floor (benchmarks/floor_design.sql): for the pgbench rows, the cheapest trigger that "
+        "writes the same audit rows (a bare PL/pgSQL row trigger: one INSERT per row, no "
+        "lookups); for the bulk statements, no trigger at all (the change and its audit rows "
+        "in one statement with a data-modifying WITH). Ours / floor near 1.0 means the rest "
+        "is the cost of the audit rows themselves. "
         "Each ratio is the median of the per-repetition ratios (the variants of a repetition "
         "run back to back), so it can differ from the ratio of the medians shown.",
     ]
@@ -1130,7 +1362,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["pgbench", "bulk", "history", "autogenerate"],
+        choices=["pgbench", "bulk", "breakdown", "history", "autogenerate"],
         help="run only these parts (repeatable); default: all",
     )
     parser.add_argument(
@@ -1161,7 +1393,7 @@ def main(argv: list[str]) -> int:
         autogenerate_child(Path(argv[1]), argv[2])
         return 0
     options = parse_args(argv)
-    parts = set(options.only or ["pgbench", "bulk", "history", "autogenerate"])
+    parts = set(options.only or ["pgbench", "bulk", "breakdown", "history", "autogenerate"])
     command_line = "python benchmarks/run.py" + "".join(" " + shlex.quote(a) for a in argv)
     started = time.perf_counter()
     results = Results()
@@ -1176,7 +1408,7 @@ def main(argv: list[str]) -> int:
             log(f"  {name}: {value}")
 
         conns: dict[str, psycopg2.extensions.connection] = {}
-        if parts & {"pgbench", "bulk"}:
+        if parts & {"pgbench", "bulk", "breakdown"}:
             for variant in VARIANTS:
                 conns[variant] = setup_variant(server, variant)
             log(f"  databases: {', '.join(DATABASES.values())}")
@@ -1191,6 +1423,11 @@ def main(argv: list[str]) -> int:
             timed(
                 f"bulk statements of {BULK_ROWS:,} rows",
                 lambda: bench_bulk(conns, results, options.repeat),
+            )
+        if "breakdown" in parts:
+            timed(
+                f"where the time of ours on a {BULK_ROWS:,}-row INSERT goes",
+                lambda: bench_breakdown(conns, results, options.repeat),
             )
         for conn in conns.values():
             conn.close()
