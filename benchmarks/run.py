@@ -563,6 +563,37 @@ def bench_pgbench(
 # --------------------------------------------------------------------------- bulk
 
 
+def run_bulk(
+    conn: psycopg2.extensions.connection,
+    results: Results,
+    variant: str,
+    key: str,
+    statement: str,
+    label: str,
+    triggers: bool = True,
+) -> float:
+    """Time one bulk statement on a fresh table (commit included) and check its audit rows."""
+    reset_table(conn, variant, 0 if key == "bulk_insert" else BULK_ROWS)
+    if not triggers:
+        execute(conn, "set session_replication_role = replica")
+    with conn.cursor() as cur:
+        started = time.perf_counter()
+        cur.execute(statement)  # autocommit: the time includes the commit
+        elapsed = time.perf_counter() - started
+        affected = cur.rowcount
+    if not triggers:
+        execute(conn, "reset session_replication_role")
+    if affected != BULK_ROWS:
+        results.problem(f"{label}: {affected} rows affected, not {BULK_ROWS}")
+    if variant in AUDIT_TABLE:
+        matching, total = audit_count(conn, variant, BULK_OP[key])
+        if matching != BULK_ROWS or total != BULK_ROWS:
+            results.problem(
+                f"{label}: {total} audit rows ({matching} {BULK_OP[key]}), not {BULK_ROWS}"
+            )
+    return elapsed
+
+
 def bench_bulk(
     conns: dict[str, psycopg2.extensions.connection], results: Results, repeat: int
 ) -> None:
@@ -571,34 +602,27 @@ def bench_bulk(
             line = []
             for variant in rotated(rep):
                 conn = conns[variant]
-                reset_table(conn, variant, 0 if key == "bulk_insert" else BULK_ROWS)
+                label = f"{BULK_TITLES[key]}, {variant}"
                 if variant == "floor":
                     # No trigger: the statement writes its audit rows itself.
-                    execute(conn, "set session_replication_role = replica")
-                with conn.cursor() as cur:
-                    started = time.perf_counter()
-                    # autocommit: the time includes the commit
-                    cur.execute(FLOOR_BULK_STATEMENTS[key] if variant == "floor" else statement)
-                    elapsed = time.perf_counter() - started
-                    affected = cur.rowcount
-                if variant == "floor":
-                    execute(conn, "reset session_replication_role")
-                label = f"{BULK_TITLES[key]}, {variant}"
-                if affected != BULK_ROWS:
-                    results.problem(f"{label}: {affected} rows affected, not {BULK_ROWS}")
-                if variant in AUDIT_TABLE:
-                    matching, total = audit_count(conn, variant, BULK_OP[key])
-                    if matching != BULK_ROWS or total != BULK_ROWS:
-                        results.problem(
-                            f"{label}: {total} audit rows ({matching} "
-                            f"{BULK_OP[key]}), not {BULK_ROWS}"
-                        )
+                    floor = FLOOR_BULK_STATEMENTS[key]
+                    elapsed = run_bulk(conn, results, variant, key, floor, label, triggers=False)
+                else:
+                    elapsed = run_bulk(conn, results, variant, key, statement, label)
                 results.add(key, variant, elapsed)
                 line.append(f"{variant} {elapsed:.3f} s")
                 if variant == "ours":
                     alone = write_alone(conn)
                     results.add(key, "write_alone", alone)
                     line.append(f"write alone {alone:.3f} s")
+                if variant == "floor":
+                    # The floor's bare row trigger on the same statement: what a per-row
+                    # design, however lean, pays for a bulk statement.
+                    per_row = run_bulk(
+                        conn, results, variant, key, statement, f"{label} (bare row trigger)"
+                    )
+                    results.add(key, "row_trigger", per_row)
+                    line.append(f"bare row trigger {per_row:.3f} s")
             log(f"  [{rep + 1}/{repeat}] {BULK_TITLES[key]}: {', '.join(line)}")
     for variant in VARIANTS:
         reset_table(conns[variant], variant, 0)
@@ -1232,6 +1256,17 @@ def build_table(results: Results) -> list[str]:
     for key in BULK_STATEMENTS:
         found.append(comparison_row(results, key, BULK_TITLES[key], "time"))
     rows += [row for row in found if row is not None]
+    for key in BULK_STATEMENTS:
+        per_row = results.median(key, "row_trigger")
+        if per_row is not None:
+            rows.append(
+                f"| the same statement ({BULK_OP[key]}) through the floor's bare row trigger "
+                f"(one audit INSERT per row) | {fmt_seconds(results.median(key, 'untracked'))} "
+                f"| — | {fmt_seconds(results.median(key, 'ours'))} | {fmt_seconds(per_row)} | — "
+                f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'time')} "
+                f"| {fmt_ratio(results.ratio(key, 'row_trigger', 'untracked'), 'time')} "
+                f"| {fmt_ratio(results.ratio(key, 'ours', 'row_trigger'), 'time')} | — |"
+            )
     for key in BULK_STATEMENTS:
         alone = results.median(key, "write_alone")
         if alone is not None:
