@@ -1213,12 +1213,28 @@ def fmt_ratio(value: float | None, unit: str) -> str:
     return f"{value:.{digits}f}× {unit}"  # noqa: RUF001
 
 
-def comparison_row(results: Results, key: str, title: str, unit: str) -> str | None:
-    """One table row: the medians of the four variants and the ratios between them."""
-    medians = [results.median(key, v) for v in VARIANTS]
+def comparison_row(
+    results: Results,
+    key: str,
+    title: str,
+    unit: str,
+    columns: dict[str, str | None] | None = None,
+) -> str | None:
+    """One table row: the medians of the four variant columns and the ratios between them.
+
+    `columns` says which samples fill a column (None: none, shown as a dash); by default
+    each variant's own.
+    """
+    sample = {v: v for v in VARIANTS} if columns is None else columns
+    medians = [None if sample[v] is None else results.median(key, sample[v]) for v in VARIANTS]
     if all(m is None for m in medians):
         return None
     shown = fmt_tps if unit == "tps" else fmt_seconds
+
+    def ratio(variant: str, baseline: str) -> str:
+        a, b = sample[variant], sample[baseline]
+        return fmt_ratio(None if a is None or b is None else results.ratio(key, a, b), unit)
+
     ratios = (
         ("reference", "untracked"),
         ("ours", "untracked"),
@@ -1230,7 +1246,7 @@ def comparison_row(results: Results, key: str, title: str, unit: str) -> str | N
         f"| {title} | "
         + " | ".join(shown(m) for m in medians)
         + " | "
-        + " | ".join(fmt_ratio(results.ratio(key, a, b), unit) for a, b in ratios)
+        + " | ".join(ratio(a, b) for a, b in ratios)
         + " |"
     )
 
@@ -1255,29 +1271,34 @@ def build_table(results: Results) -> list[str]:
             )
     for key in BULK_STATEMENTS:
         found.append(comparison_row(results, key, BULK_TITLES[key], "time"))
+    for key in BULK_STATEMENTS:
+        found.append(
+            comparison_row(
+                results,
+                key,
+                f"the same statement ({BULK_OP[key]}) through the floor's bare row trigger "
+                "(one audit INSERT per row)",
+                "time",
+                {
+                    "untracked": "untracked",
+                    "reference": None,
+                    "ours": "ours",
+                    "floor": "row_trigger",
+                },
+            )
+        )
+    for key in BULK_STATEMENTS:
+        found.append(
+            comparison_row(
+                results,
+                key,
+                f"the audit write alone: the same {BULK_ROWS:,} audit rows ({BULK_OP[key]}) "
+                "written again by one INSERT ... SELECT",
+                "time",
+                {"untracked": "untracked", "reference": None, "ours": None, "floor": "write_alone"},
+            )
+        )
     rows += [row for row in found if row is not None]
-    for key in BULK_STATEMENTS:
-        per_row = results.median(key, "row_trigger")
-        if per_row is not None:
-            rows.append(
-                f"| the same statement ({BULK_OP[key]}) through the floor's bare row trigger "
-                f"(one audit INSERT per row) | {fmt_seconds(results.median(key, 'untracked'))} "
-                f"| — | {fmt_seconds(results.median(key, 'ours'))} | {fmt_seconds(per_row)} | — "
-                f"| {fmt_ratio(results.ratio(key, 'ours', 'untracked'), 'time')} "
-                f"| {fmt_ratio(results.ratio(key, 'row_trigger', 'untracked'), 'time')} "
-                f"| {fmt_ratio(results.ratio(key, 'ours', 'row_trigger'), 'time')} | — |"
-            )
-    for key in BULK_STATEMENTS:
-        alone = results.median(key, "write_alone")
-        if alone is not None:
-            rows.append(
-                f"| the audit write alone: the same {BULK_ROWS:,} audit rows "
-                f"({BULK_OP[key]}) written again by one INSERT ... SELECT "
-                f"| {fmt_seconds(results.median(key, 'untracked'))} | — | — "
-                f"| {fmt_seconds(alone)} | — | — "
-                f"| {fmt_ratio(results.ratio(key, 'write_alone', 'untracked'), 'time')} "
-                "| — | — |"
-            )
     for layout in HISTORY_LAYOUTS:
         history = results.median("history", layout)
         if history is not None:
