@@ -1,16 +1,17 @@
 """Write overhead of the audit trail: untracked vs the reference design vs this package.
 
-    python benchmarks/run.py                 # the full run (~12 minutes on 2 cores)
-    python benchmarks/run.py --quick         # a short run (~2-3 minutes)
+    python benchmarks/run.py                 # the full run (~11 minutes on 2 cores)
+    python benchmarks/run.py --quick         # a short run (~4 minutes)
     python benchmarks/run.py --repeat 5      # more repetitions
 
 Starts its own throwaway PostgreSQL with default durability (fsync and synchronous_commit
-on), builds three databases with the same table (untracked; tracked by the reference
+on), builds four databases with the same table (untracked; tracked by the reference
 design of benchmarks/reference_design.sql; tracked by the package's full install, every
-audit schema version, as op.install_audit() runs it from the working tree right now),
+audit schema version, as op.install_audit() runs it from the working tree right now; the
+floor of benchmarks/floor_design.sql, the least work that writes the same audit rows),
 runs every measurement --repeat times, interleaving the variants, and prints one Markdown
-table of medians and ratios. The table, with the command line, the machine and the server
-settings, also goes to benchmarks/results.md.
+table of medians and ratios, and a breakdown of a bulk INSERT. The tables, with the command
+line, the machine and the server settings, also go to benchmarks/results.md.
 See benchmarks/README.md for what each row measures.
 """
 
