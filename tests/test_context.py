@@ -271,7 +271,12 @@ def test_a_connection_and_blocks_inside_blocks(audited: sa.Engine) -> None:
 
 
 def test_async_session_and_connection(audited: sa.Engine) -> None:
-    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.ext.asyncio import (
+        AsyncSession,
+        async_scoped_session,
+        async_sessionmaker,
+        create_async_engine,
+    )
 
     async def write() -> None:
         engine = create_async_engine(audited.url.set(drivername="postgresql+asyncpg"))
@@ -293,6 +298,21 @@ def test_async_session_and_connection(audited: sa.Engine) -> None:
                     await connection.commit()
                 await connection.execute(sa.text("insert into item values (5, 'e')"))
                 await connection.commit()
+            scoped = async_scoped_session(
+                async_sessionmaker(engine), scopefunc=asyncio.current_task
+            )
+            async with audit_context(scoped, actor="scoped"):
+                scoped.add(Item(id=6, name="f"))
+            await scoped.commit()
+            await scoped.remove()
+            with pytest.raises(TypeError) as refused:
+                async with audit_context(engine, actor="x"):
+                    pass
+            assert str(refused.value) == (
+                "audit_context: pass an AsyncSession or an AsyncConnection, not an "
+                "AsyncEngine: the actor and context belong to a transaction "
+                "(async with engine.begin() as connection: ...)"
+            )
         finally:
             await engine.dispose()
 
@@ -304,6 +324,7 @@ def test_async_session_and_connection(audited: sa.Engine) -> None:
         ("INSERT", 3, "worker", None),
         ("INSERT", 4, "worker", None),
         ("INSERT", 5, ROLE, None),
+        ("INSERT", 6, "scoped", None),
     ]
 
 
