@@ -241,10 +241,10 @@ class audit_context:  # a class used like a function: with audit_context(...)
     """
 
     def __init__(self, target: object, /, actor: str | None = None, **context: Any) -> None:
-        if isinstance(target, scoped_session) or _is_instance_of_asyncio(
-            target, "async_scoped_session"
-        ):
+        if isinstance(target, scoped_session):
             target = target()
+        elif _is_instance_of_asyncio(target, "async_scoped_session"):
+            target = target()  # type: ignore[operator]  # the task's AsyncSession
         if actor is not None and not isinstance(actor, str):
             raise TypeError(f"audit_context: actor must be a str or None, not {actor!r}")
         if isinstance(target, Engine):
