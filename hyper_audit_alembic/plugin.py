@@ -27,6 +27,12 @@ def _compare_table_tracking(*args: Any) -> PriorityDispatchResult:
     return compare_table_tracking(*args)
 
 
+def _place_tracking_ops(*args: Any) -> PriorityDispatchResult:
+    from .compare import place_tracking_ops
+
+    return place_tracking_ops(*args)
+
+
 def setup(plugin: Plugin) -> None:
     """Register the audit operations, their renderers and the comparators.
 
@@ -42,4 +48,7 @@ def setup(plugin: Plugin) -> None:
         _compare_audit_schema, "schema", "audit", priority=DispatchPriority.FIRST
     )
     plugin.add_autogenerate_comparator(_compare_table_tracking, "table", "audit")
+    plugin.add_autogenerate_comparator(
+        _place_tracking_ops, "schema", "audit", priority=DispatchPriority.LAST
+    )
     register_guard()
