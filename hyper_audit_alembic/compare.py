@@ -28,7 +28,13 @@ from sqlalchemy import Table
 from . import sql
 from .catalog import NO_OPTIONS, AuditState, TrackingOptions, read_audit_state
 from .flag import describe, flagged_by, is_flagged, owning_mappers, tracking_options
-from .layouts import UNCHANGED, _AlterLayoutOp, compare_layout, declared_install_options
+from .layouts import (
+    UNCHANGED,
+    SetAuditTimescalePolicyOp,
+    _AlterLayoutOp,
+    compare_layout,
+    declared_install_options,
+)
 from .lifecycle import AdoptAuditOp, UpgradeAuditOp
 from .ops import (
     AlterTrackingOp,
@@ -165,8 +171,13 @@ def compare_audit_schema(
         compare_layout(autogen_context, upgrade_ops)
         for layout_op in upgrade_ops.ops[found:]:
             if isinstance(layout_op, _AlterLayoutOp):
-                changed = [n for n in layout_op.names if layout_op.new[n] is not UNCHANGED]
-                log.info("Detected audit layout options changed: %s", ", ".join(changed))
+                log.info(
+                    "Detected audit %s options changed: %s",
+                    "TimescaleDB"
+                    if isinstance(layout_op, SetAuditTimescalePolicyOp)
+                    else "partitioning",
+                    ", ".join(n for n in layout_op.names if layout_op.new[n] is not UNCHANGED),
+                )
     return PriorityDispatchResult.CONTINUE
 
 
