@@ -7,6 +7,8 @@ package exists: nothing here may import ``alembic.autogenerate`` at module level
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from alembic.util import DispatchPriority, PriorityDispatchResult
@@ -52,3 +54,18 @@ def setup(plugin: Plugin) -> None:
         _place_tracking_ops, "schema", "audit", priority=DispatchPriority.LAST
     )
     register_guard()
+
+
+class _PluginModule(ModuleType):
+    """This module, which is also a collection holding itself.
+
+    Alembic 1.18 and 1.19 iterate what the ``alembic.plugins`` entry point loads, as a
+    collection of plugin modules; from 1.20 on it takes a module (and warns of a
+    collection). This module is both, so one entry point serves every version.
+    """
+
+    def __iter__(self) -> Iterator[ModuleType]:
+        yield self
+
+
+sys.modules[__name__].__class__ = _PluginModule

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,9 +37,16 @@ def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     )
 
 
+@dataclass
+class PlainInstall:
+    python: Path  #: the fresh virtualenv's python
+    wheel: Path  #: the wheel built from the checkout
+    build_output: str  #: what the build printed (pip -v)
+
+
 @pytest.fixture(scope="session")
-def plain_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The python of a fresh virtualenv holding the package's wheel, installed plainly."""
+def plain_install(tmp_path_factory: pytest.TempPathFactory) -> PlainInstall:
+    """A fresh virtualenv holding the package's wheel, installed plainly (no extras)."""
     root = tmp_path_factory.mktemp("plain_install")
     venv = root / "venv"
     made = _run([sys.executable, "-m", "venv", str(venv)])
@@ -44,14 +54,44 @@ def plain_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = venv / "bin" / "python"
     wheels = root / "wheels"
     built = _run(
-        [str(python), "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
+        [str(python), "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(wheels), str(REPO)],
         cwd=root,
     )
     assert built.returncode == 0, built.stderr
     (wheel,) = wheels.glob("hyper_audit_alembic-*.whl")
     installed = _run([str(python), "-m", "pip", "install", "-q", str(wheel)], cwd=root)
     assert installed.returncode == 0, installed.stderr
-    return python
+    return PlainInstall(python, wheel, built.stdout + built.stderr)
+
+
+@pytest.fixture
+def plain_python(plain_install: PlainInstall) -> Path:
+    return plain_install.python
+
+
+def test_the_build_warns_of_nothing(plain_install: PlainInstall) -> None:
+    # Python warnings (SetuptoolsDeprecationWarning, setuptools' "_Warning: Package ... is
+    # absent from the `packages` configuration"); distutils' lowercase "warning: ...
+    # byte-compiling is disabled" only reflects PYTHONDONTWRITEBYTECODE.
+    warnings = re.findall(r"^.*\w*Warning\b.*$", plain_install.build_output, re.M)
+    assert warnings == []
+
+
+def test_every_template_folder_ships_in_the_wheel(plain_install: PlainInstall) -> None:
+    templates = REPO / "migrations_templates"
+    in_checkout = sorted(
+        "hyper_audit_alembic/migrations_templates/" + path.relative_to(templates).as_posix()
+        for path in templates.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    )
+    with zipfile.ZipFile(plain_install.wheel) as wheel:
+        in_wheel = sorted(
+            name
+            for name in wheel.namelist()
+            if name.startswith("hyper_audit_alembic/migrations_templates/")
+        )
+    assert in_wheel == in_checkout
+    assert "hyper_audit_alembic/migrations_templates/hyper_audit/env.py" in in_wheel
 
 
 def _python(python: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
