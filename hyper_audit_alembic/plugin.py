@@ -1,7 +1,10 @@
 """The Alembic plugin ``hyper_audit``, loaded from the ``alembic.plugins`` entry point.
 
 Entry points are imported while ``import alembic`` runs, before Alembic's autogenerate
-package exists: nothing here may import ``alembic.autogenerate`` at module level.
+package exists: nothing here imports alembic at module level. That also lets any of our
+modules be the first one a program imports: one that imports alembic at its top is
+half-loaded while Alembic runs setup(), so setup() takes from our modules only what they
+define before they import alembic (see render.py, guard.py).
 """
 
 from __future__ import annotations
@@ -11,10 +14,9 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from alembic.util import DispatchPriority, PriorityDispatchResult
-
 if TYPE_CHECKING:
     from alembic.runtime.plugins import Plugin
+    from alembic.util import PriorityDispatchResult
 
 
 def _compare_audit_schema(*args: Any) -> PriorityDispatchResult:
@@ -42,6 +44,8 @@ def setup(plugin: Plugin) -> None:
     runs this setup while ops is half-loaded: ops then registers everything itself when
     it finishes, and the comparators import what they need when autogenerate calls them.
     """
+    from alembic.util import DispatchPriority
+
     if "hyper_audit_alembic.ops" not in sys.modules:
         from . import ops  # noqa: F401  (registers the ops and, at its end, their renderers)
     from .guard import register_guard
