@@ -229,6 +229,15 @@ def test_a_transaction_begun_in_the_block_or_before_it(audited: sa.Engine) -> No
     ]
 
 
+def test_a_connection_of_an_engine_with_execution_options(audited: sa.Engine) -> None:
+    # engine.execution_options(...) makes an OptionEngine; before SQLAlchemy 2.0.38 its
+    # connections refused event listeners (the reason for the version floor).
+    translated = audited.execution_options(schema_translate_map={"app": "public"})
+    with translated.begin() as connection, audit_context(connection, actor="job:options"):
+        connection.execute(sa.text("insert into item values (1, 'x')"))
+    assert who(audited) == [("INSERT", 1, "job:options", None)]
+
+
 def test_a_connection_and_blocks_inside_blocks(audited: sa.Engine) -> None:
     def insert(connection: sa.Connection, key: int) -> None:
         connection.execute(sa.text("insert into item values (:id, 'x')"), {"id": key})
