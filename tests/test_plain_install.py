@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -52,9 +53,19 @@ def plain_install(tmp_path_factory: pytest.TempPathFactory) -> PlainInstall:
     made = _run([sys.executable, "-m", "venv", str(venv)])
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
+    # From a copy: setuptools builds in the source tree and packs what an earlier build
+    # left in its build/ folder.
+    source = root / "source"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".venv", ".tox"
+        ),
+    )
     wheels = root / "wheels"
     built = _run(
-        [str(python), "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(wheels), str(REPO)],
+        [str(python), "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(wheels), str(source)],
         cwd=root,
     )
     assert built.returncode == 0, built.stderr
