@@ -2,34 +2,57 @@
 
 A schema-level comparator (first in line) hides the ``audit`` schema from Alembic's own
 table comparison and keeps the first place for ``install_audit``; a table-level
-comparator places ``enable_tracking`` right after its ``create_table`` (adding the
-install in that first place when the audit schema is missing) and ``disable_tracking``
-right before its ``drop_table``, so downgrades mirror correctly.
+comparator finds the tracking to enable or disable (adding the install in that first
+place when the audit schema is missing), and a last schema-level comparator lifts those
+operations out of the table's ``ModifyTableOps`` to the top level: ``enable_tracking``
+right after the table's create or alter block, ``disable_tracking`` right before it (and
+so before a ``drop_table``). Downgrades mirror that, and with ``render_as_batch=True`` no
+audit operation lands inside a ``with op.batch_alter_table(...)`` block.
+
+Each finding is logged at INFO like Alembic's own ("Detected added table 'account'"),
+through a logger under ``alembic``, so the ``[logger_alembic]`` of every alembic.ini shows it.
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from alembic.operations import MigrateOperation
+from alembic.operations.ops import ModifyTableOps
 from alembic.util import CommandError, PriorityDispatchResult, warn
 from sqlalchemy import Table
 
 from . import sql
 from .catalog import NO_OPTIONS, AuditState, TrackingOptions, read_audit_state
 from .flag import describe, flagged_by, is_flagged, owning_mappers, tracking_options
-from .layouts import compare_layout, declared_install_options
+from .layouts import (
+    UNCHANGED,
+    SetAuditTimescalePolicyOp,
+    _AlterLayoutOp,
+    compare_layout,
+    declared_install_options,
+)
 from .lifecycle import AdoptAuditOp, UpgradeAuditOp
-from .ops import AlterTrackingOp, DisableTrackingOp, EnableTrackingOp, InstallAuditOp
+from .ops import (
+    AlterTrackingOp,
+    DisableTrackingOp,
+    EnableTrackingOp,
+    InstallAuditOp,
+    _TrackingOp,
+)
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
-    from alembic.operations.ops import ModifyTableOps, UpgradeOps
+    from alembic.operations.ops import UpgradeOps
 
 AUDIT_SCHEMA = "audit"
 PLUGIN_NAME = "hyper_audit"
+
+#: Beside Alembic's own ``alembic.autogenerate.compare.tables``: shown wherever Alembic's are.
+log = logging.getLogger("alembic.autogenerate.compare.hyper_audit")
 
 
 @dataclass
@@ -56,6 +79,7 @@ class _Run:
             return
         self.install_into.ops.insert(self.install_at, InstallAuditOp(**self.install_options))
         self.install_added = True
+        log.info("Detected audit schema install")
 
 
 _runs: weakref.WeakKeyDictionary[AutogenContext, _Run] = weakref.WeakKeyDictionary()
@@ -133,9 +157,60 @@ def compare_audit_schema(
         # First, where op.install_audit() would go; it brings the current version.
         upgrade_ops.ops.insert(run.install_at, lifecycle_op)
         run.install_added = True
+        if isinstance(lifecycle_op, UpgradeAuditOp):
+            log.info(
+                "Detected audit schema upgrade from version %d to %d",
+                lifecycle_op.from_version,
+                lifecycle_op.to_version,
+            )
+        else:
+            log.info("Detected audit schema of the reference design, to adopt")
     if run.state.installed:
         # The layout options env.py declares against the database's (layouts.py).
+        found = len(upgrade_ops.ops)
         compare_layout(autogen_context, upgrade_ops)
+        for layout_op in upgrade_ops.ops[found:]:
+            if isinstance(layout_op, _AlterLayoutOp):
+                log.info(
+                    "Detected audit %s options changed: %s",
+                    "TimescaleDB"
+                    if isinstance(layout_op, SetAuditTimescalePolicyOp)
+                    else "partitioning",
+                    ", ".join(n for n in layout_op.names if layout_op.new[n] is not UNCHANGED),
+                )
+    return PriorityDispatchResult.CONTINUE
+
+
+def place_tracking_ops(
+    autogen_context: AutogenContext, upgrade_ops: UpgradeOps, schemas: set[str | None]
+) -> PriorityDispatchResult:
+    """Lift the tracking operations out of the tables' ``ModifyTableOps``.
+
+    Runs last, once Alembic's table comparison has put each table's ``ModifyTableOps``
+    in place. A ``ModifyTableOps`` renders as a ``with op.batch_alter_table(...)`` block
+    under ``render_as_batch=True``, which is no place for an audit operation: each goes
+    to the top level, ``disable_tracking`` right before the table's block (tracking stops
+    before the table changes or is dropped), the others right after it (tracking starts,
+    or re-reads the key, once the table is created or altered). The downgrade, made by
+    reversing this list, mirrors it.
+    """
+    placed: list[MigrateOperation] = []
+    for upgrade_op in upgrade_ops.ops:
+        tracking = (
+            [o for o in upgrade_op.ops if isinstance(o, _TrackingOp)]
+            if isinstance(upgrade_op, ModifyTableOps)
+            else []
+        )
+        if not tracking:
+            placed.append(upgrade_op)
+            continue
+        assert isinstance(upgrade_op, ModifyTableOps)
+        upgrade_op.ops = [o for o in upgrade_op.ops if not isinstance(o, _TrackingOp)]
+        placed += [o for o in tracking if isinstance(o, DisableTrackingOp)]
+        if not upgrade_op.is_empty():
+            placed.append(upgrade_op)
+        placed += [o for o in tracking if not isinstance(o, DisableTrackingOp)]
+    upgrade_ops.ops[:] = placed
     return PriorityDispatchResult.CONTINUE
 
 
@@ -179,6 +254,7 @@ def compare_table_tracking(
         return PriorityDispatchResult.CONTINUE
     run = _run(autogen_context)
     real_schema = schema or run.default_schema
+    shown = tname if schema is None else f"{schema}.{tname}"  # as Alembic's messages show it
     tracked = run.state.is_tracked(real_schema, tname)
     # Tracked by the reference design's triggers: op.adopt_audit() moves it to ours.
     adopted = (real_schema, tname) in run.state.reference_tracked
@@ -204,6 +280,7 @@ def compare_table_tracking(
                 skip_unchanged=options.skip_unchanged,
             )
         )
+        log.info("Detected tracking enabled for table %r", shown)
     elif (tracked or adopted) and not wanted:
         if metadata_table is None or (real_schema, tname) in run.state.marked:
             # The table goes, or its flag was removed: tracking stops (undone with the
@@ -217,9 +294,9 @@ def compare_table_tracking(
                     skip_unchanged=existing.skip_unchanged,
                 )
             )
+            log.info("Detected tracking disabled for table %r", shown)
         else:
             # Tracked by hand: reported, not silently untracked.
-            shown = tname if schema is None else f"{schema}.{tname}"
             warn(_untracking_advice(schema, tname, shown))
     elif tracked and _options_differ(run, metadata_table, real_schema, tname):
         # One op that changes the options (and re-reads the key columns); undone by the old.
@@ -236,12 +313,14 @@ def compare_table_tracking(
                 existing_skip_unchanged=existing.skip_unchanged,
             )
         )
+        log.info("Detected tracking options changed for table %r", shown)
     elif tracked and conn_table is not None:
         # The triggers carry the key column names. A key changed without the event
         # trigger (it needs a superuser) leaves them stale: enable_tracking re-reads it.
         key_columns = {column.name for column in conn_table.primary_key.columns}
         if key_columns and key_columns != set(run.state.tracked[(real_schema, tname)]):
             modify_table_ops.ops.append(ResyncTrackingOp(tname, schema=schema))
+            log.info("Detected tracking key columns changed for table %r", shown)
     return PriorityDispatchResult.CONTINUE
 
 

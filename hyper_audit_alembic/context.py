@@ -24,6 +24,7 @@ sql/upgrade_to_2.sql). Other languages and raw SQL set the same settings::
 from __future__ import annotations
 
 import json
+import sys
 import weakref
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -35,6 +36,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, scoped_session
 
 __all__ = ["ACTOR_SETTING", "CONTEXT_SETTING", "audit_context"]
+
+_ASYNCIO_MODULE = "sqlalchemy.ext.asyncio"
 
 #: The transaction-local setting the ``actor`` column's default reads.
 ACTOR_SETTING = "hyper_audit.actor"
@@ -56,6 +59,22 @@ def _values(actor: str | None, context: dict[str, Any]) -> _Values:
         actor or "",
         json.dumps(context, ensure_ascii=False, default=str) if context else "",
     )
+
+
+def _asyncio_class(name: str) -> type | None:
+    """One of SQLAlchemy's asyncio classes, if the asyncio extension is loaded.
+
+    Never imports it: the extension needs greenlet, which a plain install of SQLAlchemy 2.1
+    does not bring, so importing it would break every synchronous use. Whoever holds an
+    AsyncSession, AsyncConnection or AsyncEngine has imported the extension already.
+    """
+    module = sys.modules.get(_ASYNCIO_MODULE)
+    found = getattr(module, name, None) if module is not None else None
+    return found if isinstance(found, type) else None
+
+
+def _is_instance_of_asyncio(target: object, *names: str) -> bool:
+    return any(cls is not None and isinstance(target, cls) for cls in map(_asyncio_class, names))
 
 
 def _refuse_autocommit(bind: Connection | Engine) -> None:
@@ -224,6 +243,8 @@ class audit_context:  # a class used like a function: with audit_context(...)
     def __init__(self, target: object, /, actor: str | None = None, **context: Any) -> None:
         if isinstance(target, scoped_session):
             target = target()
+        elif _is_instance_of_asyncio(target, "async_scoped_session"):
+            target = target()  # type: ignore[operator]  # the task's AsyncSession
         if actor is not None and not isinstance(actor, str):
             raise TypeError(f"audit_context: actor must be a str or None, not {actor!r}")
         if isinstance(target, Engine):
@@ -231,15 +252,19 @@ class audit_context:  # a class used like a function: with audit_context(...)
                 "audit_context: pass a Session or a Connection, not an Engine: the actor and "
                 "context belong to a transaction (with engine.begin() as connection: ...)"
             )
+        if _is_instance_of_asyncio(target, "AsyncEngine"):
+            raise TypeError(
+                "audit_context: pass an AsyncSession or an AsyncConnection, not an AsyncEngine: "
+                "the actor and context belong to a transaction "
+                "(async with engine.begin() as connection: ...)"
+            )
         self.target = target
         self.actor = actor
         self.context = context
         _values(actor, context)  # JSON errors here, not in the block
 
     def _is_async(self) -> bool:
-        from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-
-        return isinstance(self.target, (AsyncSession, AsyncConnection))
+        return _is_instance_of_asyncio(self.target, "AsyncSession", "AsyncConnection")
 
     def _enter(self, target: Session | Connection) -> None:
         if not isinstance(target, (Session, Connection)):

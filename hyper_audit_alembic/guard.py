@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from alembic.util import CommandError, DispatchPriority, PriorityDispatchResult
-
+# Alembic is imported in the functions: this module may be the first of ours a program
+# imports, and the plugin's setup() (which Alembic runs as it is imported) needs it whole.
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
     from alembic.operations.ops import UpgradeOps
+    from alembic.util import PriorityDispatchResult
 
 PLUGIN_NAME = "hyper_audit"
 DEFAULT_PLUGINS = ["alembic.autogenerate.*"]
@@ -33,6 +34,8 @@ def _enabled(patterns: list[str]) -> bool:
 def check_plugin_enabled(
     autogen_context: AutogenContext, upgrade_ops: UpgradeOps
 ) -> PriorityDispatchResult:
+    from alembic.util import CommandError, PriorityDispatchResult
+
     from .compare import _metadata_tables
     from .flag import describe, is_flagged, owning_mappers
 
@@ -60,6 +63,7 @@ def register_guard() -> None:
     not it names ``hyper_audit``.
     """
     from alembic.runtime.plugins import Plugin, _all_plugins
+    from alembic.util import DispatchPriority
 
     if GUARD_PLUGIN_NAME not in _all_plugins:
         guard = Plugin(GUARD_PLUGIN_NAME)

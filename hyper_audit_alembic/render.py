@@ -4,16 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from alembic.autogenerate.render import renderers
-
-from .ops import (
-    AlterTrackingOp,
-    DisableTrackingOp,
-    EnableTrackingOp,
-    InstallAuditOp,
-    UninstallAuditOp,
-)
-
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
 
@@ -21,6 +11,20 @@ if TYPE_CHECKING:
 def _call(autogen_context: AutogenContext, name: str, *args: str) -> str:
     prefix = autogen_context.opts.get("alembic_module_prefix") or "op."
     return f"{prefix}{name}({', '.join(args)})"
+
+
+# After _call: when this module is the first of ours a program imports, importing alembic
+# runs the plugin's setup(), which loads layouts.py and lifecycle.py, which take _call
+# from this module while it is half-loaded.
+from alembic.autogenerate.render import renderers  # noqa: E402
+
+from .ops import (  # noqa: E402
+    AlterTrackingOp,
+    DisableTrackingOp,
+    EnableTrackingOp,
+    InstallAuditOp,
+    UninstallAuditOp,
+)
 
 
 @renderers.dispatch_for(InstallAuditOp, replace=True)

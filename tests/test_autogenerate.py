@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import hyper_audit_alembic
 
+PLUGIN_LOGGER = "alembic.autogenerate.compare.hyper_audit"
 PACKAGE_DIR = str(Path(hyper_audit_alembic.__file__).parent)
 
 ACCOUNT_CREATE = [
@@ -198,7 +200,10 @@ def test_tracked_table_removed_from_the_model(engine: sa.Engine) -> None:
     assert downgrade == [*ACCOUNT_RECREATE, "op.enable_tracking('account')"]
 
 
-def test_key_changed_behind_the_triggers_back_is_resynced(engine: sa.Engine) -> None:
+def test_key_changed_behind_the_triggers_back_is_resynced(
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=PLUGIN_LOGGER)
     base = account_models()
     with engine.begin() as connection:
         base.metadata.create_all(connection)
@@ -211,10 +216,14 @@ def test_key_changed_behind_the_triggers_back_is_resynced(engine: sa.Engine) -> 
         # and autogenerate re-syncs them; undoing that is not to stop tracking.
         connection.exec_driver_sql("drop event trigger audit_follow_primary_key_changes")
         connection.exec_driver_sql(change_key.format("id"))
+        caplog.clear()
         assert autogenerate(connection, base.metadata) == (
             ["op.enable_tracking('account')"],
             ["op.enable_tracking('account')"],
         )
+        assert [r.getMessage() for r in caplog.records if r.name == PLUGIN_LOGGER] == [
+            "Detected tracking key columns changed for table 'account'"
+        ]
         operations = Operations(MigrationContext.configure(connection))
         operations.enable_tracking("account")  # type: ignore[attr-defined]
         assert autogenerate(connection, base.metadata) == ([], [])

@@ -229,6 +229,15 @@ def test_a_transaction_begun_in_the_block_or_before_it(audited: sa.Engine) -> No
     ]
 
 
+def test_a_connection_of_an_engine_with_execution_options(audited: sa.Engine) -> None:
+    # engine.execution_options(...) makes an OptionEngine; before SQLAlchemy 2.0.38 its
+    # connections refused event listeners (the reason for the version floor).
+    translated = audited.execution_options(schema_translate_map={"app": "public"})
+    with translated.begin() as connection, audit_context(connection, actor="job:options"):
+        connection.execute(sa.text("insert into item values (1, 'x')"))
+    assert who(audited) == [("INSERT", 1, "job:options", None)]
+
+
 def test_a_connection_and_blocks_inside_blocks(audited: sa.Engine) -> None:
     def insert(connection: sa.Connection, key: int) -> None:
         connection.execute(sa.text("insert into item values (:id, 'x')"), {"id": key})
@@ -271,7 +280,12 @@ def test_a_connection_and_blocks_inside_blocks(audited: sa.Engine) -> None:
 
 
 def test_async_session_and_connection(audited: sa.Engine) -> None:
-    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.ext.asyncio import (
+        AsyncSession,
+        async_scoped_session,
+        async_sessionmaker,
+        create_async_engine,
+    )
 
     async def write() -> None:
         engine = create_async_engine(audited.url.set(drivername="postgresql+asyncpg"))
@@ -293,6 +307,21 @@ def test_async_session_and_connection(audited: sa.Engine) -> None:
                     await connection.commit()
                 await connection.execute(sa.text("insert into item values (5, 'e')"))
                 await connection.commit()
+            scoped = async_scoped_session(
+                async_sessionmaker(engine), scopefunc=asyncio.current_task
+            )
+            async with audit_context(scoped, actor="scoped"):
+                scoped.add(Item(id=6, name="f"))
+            await scoped.commit()
+            await scoped.remove()
+            with pytest.raises(TypeError) as refused:
+                async with audit_context(engine, actor="x"):
+                    pass
+            assert str(refused.value) == (
+                "audit_context: pass an AsyncSession or an AsyncConnection, not an "
+                "AsyncEngine: the actor and context belong to a transaction "
+                "(async with engine.begin() as connection: ...)"
+            )
         finally:
             await engine.dispose()
 
@@ -304,6 +333,7 @@ def test_async_session_and_connection(audited: sa.Engine) -> None:
         ("INSERT", 3, "worker", None),
         ("INSERT", 4, "worker", None),
         ("INSERT", 5, ROLE, None),
+        ("INSERT", 6, "scoped", None),
     ]
 
 

@@ -95,7 +95,10 @@ class Price(Base):
     """A numeric key: the record id takes the value with the column's scale (1.50)."""
 
     __tablename__ = "price"
-    amount: Mapped[Decimal] = mapped_column(sa.Numeric(10, 2), primary_key=True)
+    # autoincrement=False: SQLAlchemy 2.0 would make a lone Numeric key a SERIAL.
+    amount: Mapped[Decimal] = mapped_column(
+        sa.Numeric(10, 2), primary_key=True, autoincrement=False
+    )
     label: Mapped[str]
 
 

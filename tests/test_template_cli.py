@@ -209,7 +209,15 @@ def test_environment_works_online_and_offline_alike(
     down_sql = project.downgrade("head:base", sql=True)
     applied = pg_server.psql(sa.make_url(second_db_url).database, input=down_sql)
     assert applied.returncode == 0, applied.stderr
-    assert fingerprint(second_db_url) == fingerprint(db_url)
+    # Alembic before 1.20 drops alembic_version at the end of an offline downgrade to base
+    # (online it stays, empty): Alembic's own difference, not the audit's.
+    assert without_alembic_version(fingerprint(second_db_url)) == without_alembic_version(
+        fingerprint(db_url)
+    )
+
+
+def without_alembic_version(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(kind, what) for kind, what in found if "alembic_version" not in what]
 
 
 def test_database_url_environment_variable_overrides_the_ini(tmp_path: Path, db_url: str) -> None:
