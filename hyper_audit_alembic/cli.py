@@ -146,10 +146,7 @@ def _explain_no_rows(session: Session, shown: str, schema: str | None, target: _
     from .history import RecordVersion
 
     has_rows = target.oids and session.scalar(
-        sa.select(sa.literal(True))
-        .select_from(RecordVersion)
-        .where(target.row_filter())
-        .limit(1)
+        sa.select(sa.literal(True)).select_from(RecordVersion).where(target.row_filter()).limit(1)
     )
     if has_rows:
         return

@@ -164,7 +164,7 @@ select rolcreatedb or rolsuper from pg_catalog.pg_roles where rolname = current_
 
 def inventory(connection: sa.Connection) -> list[tuple[str, str, str]]:
     """(kind, name, drop statement) of everything the database holds of its own."""
-    return [(kind, name, drop) for kind, name, drop in connection.exec_driver_sql(INVENTORY)]
+    return [(kind, name, drop) for kind, name, drop in connection.execute(sa.text(INVENTORY))]
 
 
 def describe_inventory(found: list[tuple[str, str, str]]) -> str:
@@ -173,6 +173,16 @@ def describe_inventory(found: list[tuple[str, str, str]]) -> str:
     for kind, name, _ in found:
         by_kind.setdefault(kind, []).append(name)
     return "; ".join(f"{kind}s {', '.join(names)}" for kind, names in by_kind.items())
+
+
+def _outermost(found: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Without what a listed schema holds (dropping the schema removes it)."""
+    schemas = {name for kind, name, _ in found if kind == "schema"}
+    return [
+        item
+        for item in found
+        if item[0] == "schema" or not any(item[1].startswith(f"{s}.") for s in schemas)
+    ]
 
 
 @contextmanager
@@ -234,7 +244,7 @@ def _empty_database(
         yield given
     finally:
         with admin.connect() as connection:
-            made = [item for item in inventory(connection) if item not in before]
+            made = _outermost([item for item in inventory(connection) if item not in before])
             if keep:
                 print(
                     f"\nThe demo's objects stay in {where(given)}: {describe_inventory(made)}; "

@@ -828,8 +828,7 @@ def context_history(
     for name, bound in (("since", since), ("until", until)):
         if bound is not None and not isinstance(bound, dt.datetime):
             raise TypeError(
-                f"context_history: {name} must be a datetime, got "
-                f"{type(bound).__name__} {bound!r}"
+                f"context_history: {name} must be a datetime, got {type(bound).__name__} {bound!r}"
             )
     rv = RecordVersion
     query = sa.select(rv).where(rv.context.contains(dict(context)))

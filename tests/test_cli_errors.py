@@ -48,12 +48,8 @@ def closed_port() -> int:
 @pytest.mark.parametrize("command", ["demo", "history"])
 def test_a_bad_url_is_one_line(command: str) -> None:
     tail = ["account", "1"] if command == "history" else []
-    assert_error(
-        cli(command, "--url", "not a url", *tail), f"not a database URL: {EXPECTED_URL}"
-    )
-    assert_error(
-        cli(command, "--url", "mysqlx:/ /h", *tail), f"not a database URL: {EXPECTED_URL}"
-    )
+    assert_error(cli(command, "--url", "not a url", *tail), f"not a database URL: {EXPECTED_URL}")
+    assert_error(cli(command, "--url", "mysqlx:/ /h", *tail), f"not a database URL: {EXPECTED_URL}")
 
 
 @pytest.mark.parametrize("command", ["demo", "history"])
@@ -91,8 +87,7 @@ def test_debug_shows_the_traceback(pg_server: ThrowawayPostgres) -> None:
 def test_history_without_a_url_says_how_to_give_one() -> None:
     assert_error(
         cli("history", "account", "1"),
-        "no database given: pass --url postgresql://user:password@host/dbname "
-        "or set DATABASE_URL",
+        "no database given: pass --url postgresql://user:password@host/dbname or set DATABASE_URL",
     )
 
 
