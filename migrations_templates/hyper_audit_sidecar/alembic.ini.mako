@@ -9,8 +9,10 @@ path_separator = os
 # The database; the DATABASE_URL environment variable overrides it.
 sqlalchemy.url = postgresql://user:pass@localhost/dbname
 
-# This environment's own version table: the app's alembic_version is left alone.
+# This environment's own version table, in the audit trail's schema: the app's
+# alembic_version is left alone, and the app's environment does not see this one.
 version_table = hyper_audit_version
+version_table_schema = audit
 
 # The tables to audit are declared in audited.py, beside env.py.
 

@@ -1,9 +1,10 @@
 """Alembic environment that manages only the audit trail (hyper_audit_alembic's sidecar).
 
 For a database whose schema another tool owns: this environment keeps its own version
-table (``version_table`` in the .ini, ``hyper_audit_version`` by default), knows only the
-tables declared in ``audited.py`` next to this file, and compares nothing of them but
-their audit tracking, so autogenerate never proposes a change to the app's schema.
+table (``version_table`` in the .ini: ``audit.hyper_audit_version``, in the audit trail's
+schema, where the app's own environment does not look), knows only the tables declared in
+``audited.py`` next to this file, and compares nothing of them but their audit tracking,
+so autogenerate never proposes a change to the app's schema.
 """
 
 import importlib.util
@@ -14,6 +15,7 @@ from pathlib import Path
 from alembic import context
 from alembic.util import CommandError, warn
 from sqlalchemy import MetaData, engine_from_config, pool
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from hyper_audit_alembic.urls import engine_url, url_text
@@ -77,9 +79,18 @@ def include_object(obj, name, type_, reflected, compare_to):
     return True
 
 
+VERSION_TABLE = config.get_main_option("version_table", "hyper_audit_version")
+VERSION_TABLE_SCHEMA = config.get_main_option("version_table_schema", "audit")
+# The version table's schema exists before the first migration (op.install_audit() would
+# create the audit schema only then); the statement is install_audit's own first one.
+CREATE_VERSION_SCHEMA = "create schema if not exists " + (
+    postgresql.dialect().identifier_preparer.quote_schema(VERSION_TABLE_SCHEMA)
+)
+
 configure_options = dict(
     target_metadata=target_metadata,
-    version_table=config.get_main_option("version_table", "hyper_audit_version"),
+    version_table=VERSION_TABLE,
+    version_table_schema=VERSION_TABLE_SCHEMA,
     # Tables (their existence only: include_object keeps it to the declared ones) and the
     # audit trail; no column, type, constraint, default or comment comparisons.
     autogenerate_plugins=[
@@ -102,12 +113,16 @@ def run_migrations_offline() -> None:
         **configure_options,
     )
     with context.begin_transaction():
+        context.execute(CREATE_VERSION_SCHEMA)
         context.run_migrations()
 
 
 def do_run_migrations(connection: Connection) -> None:
     context.configure(connection=connection, **configure_options)
     with context.begin_transaction():
+        # Not for autogenerate and check (they change nothing in the database).
+        if not context.get_context().opts.get("dont_mutate"):
+            connection.exec_driver_sql(CREATE_VERSION_SCHEMA)
         context.run_migrations()
 
 
