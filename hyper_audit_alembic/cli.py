@@ -10,14 +10,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
 
 from .templates import SIDECAR_TEMPLATE_NAME, TEMPLATE_NAME, template_dir
-from .urls import connect, engine_url, where
+from .urls import connect, postgresql_url, where
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -86,7 +86,7 @@ def _history(args: argparse.Namespace) -> int:
             "no database given: pass --url postgresql://user:password@host/dbname "
             "or set DATABASE_URL"
         )
-    url = engine_url(args.url)
+    url = postgresql_url(args.url)
     schema, _ = parse_table_name(args.table)
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     try:
@@ -182,19 +182,26 @@ def error_line(error: BaseException) -> str:
     return " ".join(text.split("\n")[0].split()) if text else type(error).__name__
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (argparse's exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: every failure is one line on stderr and exit code 1.
 
     ``--debug`` (before or after the command) shows the traceback instead.
     """
-    debug_flag = argparse.ArgumentParser(add_help=False)
+    debug_flag = _Parser(add_help=False)
     debug_flag.add_argument(
         "--debug",
         action="store_true",
         default=argparse.SUPPRESS,
         help="show the traceback of a failure",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hyper-audit-alembic",
         description="A PostgreSQL audit trail managed by Alembic migrations.",
         parents=[debug_flag],

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL
 from .cli import init_environment
 from .context import audit_context
 from .throwaway_postgres import ThrowawayPostgres
-from .urls import connect, engine_url, url_text, where
+from .urls import connect, postgresql_url, url_text, where
 
 MODELS = '''\
 """The sample project's models: an account table and OAuth token tables, audited."""
@@ -321,7 +321,7 @@ def run_demo(url: str | None = None, keep: bool = False) -> int:
             url = server.url()
             print(f"  {url}")
         else:
-            url = url_text(stack.enter_context(demo_database(engine_url(url), keep)))
+            url = url_text(stack.enter_context(demo_database(postgresql_url(url), keep)))
         project = Path(tempfile.mkdtemp(prefix="hyper_audit_demo_"))
         if not keep:
             stack.callback(lambda: __import__("shutil").rmtree(project, ignore_errors=True))

@@ -58,6 +58,17 @@ def engine_url(text: str | URL) -> URL:
     return url.set(drivername=f"postgresql+{driver or _installed_driver()}")
 
 
+def postgresql_url(text: str | URL) -> URL:
+    """:func:`engine_url`, refusing a URL of another database (the audit trail is PostgreSQL's)."""
+    url = engine_url(text)
+    if url.get_backend_name() != "postgresql":
+        raise ValueError(
+            f"hyper_audit_alembic needs PostgreSQL, and this is a {url.get_backend_name()} URL: "
+            f"expected {EXPECTED}"
+        )
+    return url
+
+
 def url_text(url: URL) -> str:
     """The URL as a string another process can connect with (the password included)."""
     return url.render_as_string(hide_password=False)

@@ -84,6 +84,24 @@ def test_debug_shows_the_traceback(pg_server: ThrowawayPostgres) -> None:
         assert 'database "nosuchdb" does not exist' in done.stderr
 
 
+def test_a_url_of_another_database_is_refused() -> None:
+    for command, tail in (("demo", []), ("history", ["account", "1"])):
+        assert_error(
+            cli(command, "--url", "sqlite:///app.db", *tail),
+            "hyper_audit_alembic needs PostgreSQL, and this is a sqlite URL: " + EXPECTED_URL,
+        )
+
+
+def test_a_usage_error_is_one_line() -> None:
+    done = cli("history", "account")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2,
+        "",
+        "error: the following arguments are required: key "
+        "(see hyper-audit-alembic history --help)\n",
+    )
+
+
 def test_history_without_a_url_says_how_to_give_one() -> None:
     assert_error(
         cli("history", "account", "1"),
