@@ -110,10 +110,10 @@ def test_the_template_env_takes_a_plain_url(
     (tmp_path / "models.py").write_text(MODELS)
     ini = tmp_path / "alembic.ini"
     text = ini.read_text()
-    assert "sqlalchemy.url = postgresql+psycopg2://user:pass@localhost/dbname" in text
+    assert "sqlalchemy.url = postgresql://user:pass@localhost/dbname" in text
     ini.write_text(
         text.replace(
-            "sqlalchemy.url = postgresql+psycopg2://user:pass@localhost/dbname",
+            "sqlalchemy.url = postgresql://user:pass@localhost/dbname",
             f"sqlalchemy.url = {plain(db_url)}",
         ).replace("target_metadata =", "target_metadata = models:Base.metadata")
     )

@@ -6,7 +6,7 @@ script_location = ${script_location}
 prepend_sys_path = .
 path_separator = os
 
-# The database; the DATABASE_URL environment variable overrides it.
+# The database (postgresql:// uses the installed driver); DATABASE_URL overrides it.
 sqlalchemy.url = postgresql://user:pass@localhost/dbname
 
 # This environment's own version table, in the audit trail's schema: the app's
