@@ -8,6 +8,7 @@ package and its dependencies (built once per test session, from this checkout).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,10 +40,20 @@ class Account(Base):
 @pytest.fixture(scope="session")
 def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``python -m venv`` + ``pip install <this checkout>``: no extras, no test packages."""
-    venv = tmp_path_factory.mktemp("plain_install") / "venv"
+    base = tmp_path_factory.mktemp("plain_install")
+    # A copy of the checkout: pip's build writes build/ and *.egg-info into the source tree.
+    source = base / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".tox"
+        ),
+    )
+    venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     done = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--quiet", str(ROOT)],
+        [str(venv / "bin" / "pip"), "install", "--quiet", str(source)],
         capture_output=True,
         text=True,
         timeout=600,
