@@ -150,3 +150,25 @@ def missing_driver_line(error: ModuleNotFoundError, url: URL) -> str:
         f"(no module {error.name!r}): install it, or write postgresql:// to use the "
         f"installed one"
     )
+
+
+def configure_url(config: Any) -> str | None:
+    """Set an Alembic ``config``'s ``sqlalchemy.url`` from ``DATABASE_URL`` or itself, normalised.
+
+    For the templates' ``env.py``: ``DATABASE_URL`` overrides ``sqlalchemy.url``; a plain
+    ``postgresql://`` (or ``postgres://``) URL gets the installed driver. A bad URL is an
+    Alembic CommandError (Alembic prints it as one line). Returns the URL set, or None.
+    """
+    import os
+
+    from alembic.util import CommandError
+
+    text = os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+    if not text:
+        return None
+    try:
+        rendered = url_text(engine_url(text))
+    except ValueError as error:
+        raise CommandError(f"sqlalchemy.url / DATABASE_URL: {error}") from None
+    config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return rendered

@@ -2,15 +2,13 @@
 
 import asyncio
 import importlib
-import os
 from logging.config import fileConfig
 
 from alembic import context
-from alembic.util import CommandError
 from sqlalchemy import engine_from_config, pool
 from sqlalchemy.engine import Connection, make_url
 
-from hyper_audit_alembic.urls import engine_url, url_text
+from hyper_audit_alembic.urls import configure_url
 
 config = context.config
 
@@ -19,13 +17,7 @@ if config.config_file_name is not None:
 
 # DATABASE_URL overrides sqlalchemy.url; a plain postgresql:// (or postgres://) URL gets
 # the driver that is installed (psycopg2, else psycopg 3), postgresql+driver:// is kept.
-_url = os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url")
-if _url:
-    try:
-        _url = url_text(engine_url(_url))
-    except ValueError as error:
-        raise CommandError(f"sqlalchemy.url / DATABASE_URL: {error}") from None
-    config.set_main_option("sqlalchemy.url", _url.replace("%", "%%"))
+configure_url(config)
 
 
 def _load_target_metadata():

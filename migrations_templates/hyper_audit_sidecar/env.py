@@ -8,7 +8,6 @@ so autogenerate never proposes a change to the app's schema.
 """
 
 import importlib.util
-import os
 from logging.config import fileConfig
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from sqlalchemy import MetaData, engine_from_config, pool
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from hyper_audit_alembic.urls import engine_url, url_text
+from hyper_audit_alembic.urls import configure_url
 
 config = context.config
 
@@ -27,13 +26,7 @@ if config.config_file_name is not None:
 
 # DATABASE_URL overrides sqlalchemy.url; a plain postgresql:// (or postgres://) URL gets
 # the driver that is installed (psycopg2, else psycopg 3), postgresql+driver:// is kept.
-_url = os.environ.get("DATABASE_URL") or config.get_main_option("sqlalchemy.url")
-if _url:
-    try:
-        _url = url_text(engine_url(_url))
-    except ValueError as error:
-        raise CommandError(f"sqlalchemy.url / DATABASE_URL: {error}") from None
-    config.set_main_option("sqlalchemy.url", _url.replace("%", "%%"))
+configure_url(config)
 
 
 def _load_audited() -> MetaData:
