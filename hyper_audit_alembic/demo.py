@@ -245,7 +245,7 @@ def _empty_database(
     finally:
         with admin.connect() as connection:
             made = _outermost([item for item in inventory(connection) if item not in before])
-            if keep:
+            if keep and made:
                 print(
                     f"\nThe demo's objects stay in {where(given)}: {describe_inventory(made)}; "
                     f"remove them with: {'; '.join(drop for _, _, drop in made)}"
