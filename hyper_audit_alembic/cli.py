@@ -10,22 +10,51 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 
-from .templates import template_dir
+from .templates import SIDECAR_TEMPLATE_NAME, TEMPLATE_NAME, template_dir
+from .urls import connect, postgresql_url, where
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from .history import _Target
 
 
-def init_environment(directory: str, config_file: str = "alembic.ini") -> Path:
-    """Write alembic.ini and a plugin-wired migration environment, like ``alembic init``."""
+def init_environment(
+    directory: str, config_file: str = "alembic.ini", *, sidecar: bool = False
+) -> Path:
+    """Write alembic.ini and a plugin-wired migration environment, like ``alembic init``.
+
+    ``sidecar``: an environment that manages only the audit trail, beside an application
+    whose schema another tool owns (its own version table, the app's tables left alone).
+    """
     config = Config(config_file)
-    command.init(config, directory, template=str(template_dir()))
+    name = SIDECAR_TEMPLATE_NAME if sidecar else TEMPLATE_NAME
+    command.init(config, directory, template=str(template_dir(name)))
     return Path(config_file)
 
 
 def _init(args: argparse.Namespace) -> int:
-    init_environment(args.directory, args.config)
+    sidecar = args.sidecar is not None
+    directory = args.sidecar if sidecar else args.directory
+    if directory is None:
+        raise CommandError("init needs a directory: init migrations, or init --sidecar DIR")
+    if sidecar and args.directory is not None:
+        raise CommandError(
+            f"init --sidecar takes one directory: got {args.sidecar} and {args.directory}"
+        )
+    config = args.config or ("hyper_audit.ini" if sidecar else "alembic.ini")
+    init_environment(directory, config, sidecar=sidecar)
+    if sidecar:
+        print(
+            f"Declare the tables to audit in {directory}/audited.py, set sqlalchemy.url in "
+            f"{config}, then: alembic -c {config} revision --autogenerate -m audit"
+        )
     return 0
 
 
@@ -50,32 +79,37 @@ def _history(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
     from sqlalchemy.orm import Session
 
-    from .history import _lookup, render_versions, version_as_json
+    from .history import _lookup, parse_table_name, render_versions, version_as_json
 
     if not args.url:
-        print("error: pass --url or set DATABASE_URL", file=sys.stderr)
-        return 1
-    engine = sa.create_engine(args.url)
+        raise CommandError(
+            "no database given: pass --url postgresql://user:password@host/dbname "
+            "or set DATABASE_URL"
+        )
+    url = postgresql_url(args.url)
+    schema, _ = parse_table_name(args.table)
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
     try:
+        connect(engine, url).close()
         with Session(engine) as session:
             if session.scalar(sa.text("select to_regclass('audit.record_version')")) is None:
-                print("error: no audit trail in this database", file=sys.stderr)
-                return 1
-            if not session.scalar(sa.text(_HAS_VERSION_2_COLUMNS)):
-                print(
-                    "error: the audit trail in this database is older than audit schema "
-                    "version 2: upgrade it (op.upgrade_audit() in a migration) to read it here",
-                    file=sys.stderr,
+                if session.scalar(sa.text("select to_regclass(:t)"), {"t": args.table}) is None:
+                    raise CommandError(f"no such table: {args.table}")
+                raise CommandError(
+                    f"no audit trail in {where(url)}: install it (op.install_audit() in a "
+                    "migration), then track the table"
                 )
-                return 1
+            if not session.scalar(sa.text(_HAS_VERSION_2_COLUMNS)):
+                raise CommandError(
+                    "the audit trail in this database is older than audit schema "
+                    "version 2: upgrade it (op.upgrade_audit() in a migration) to read it here"
+                )
             target, versions = _lookup(session, args.table, tuple(args.key), read_as_sql=True)
-    except (ValueError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+            if not versions:
+                _explain_no_rows(session, args.table, schema, target)
     except sa.exc.DBAPIError as error:
         message = str(error.orig).strip().splitlines() or [str(error)]
-        print(f"error: {message[0]}", file=sys.stderr)
-        return 1
+        raise CommandError(message[0]) from error
     finally:
         engine.dispose()
     if args.json:
@@ -91,29 +125,132 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRACKED = """
+select exists (
+    select from pg_catalog.pg_trigger t
+    join pg_catalog.pg_proc p on p.oid = t.tgfoid
+    join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+    where t.tgrelid = :oid and n.nspname = 'audit' and not t.tgisinternal
+)
+"""
+
+
+def _explain_no_rows(session: Session, shown: str, schema: str | None, target: _Target) -> None:
+    """Raise for a table that does not exist, or is not tracked and has no audit rows.
+
+    A table with audit rows (tracked now or before) is not an error: the record simply
+    has none, which the caller reports.
+    """
+    import sqlalchemy as sa
+
+    from .history import RecordVersion
+
+    has_rows = target.oids and session.scalar(
+        sa.select(sa.literal(True)).select_from(RecordVersion).where(target.row_filter()).limit(1)
+    )
+    if has_rows:
+        return
+    if target.current_oid is None:
+        raise CommandError(f"no such table: {shown}")
+    if not session.scalar(sa.text(_TRACKED), {"oid": target.current_oid}):
+        call = f"op.enable_tracking({target.name!r}" + (
+            f", schema={target.schema!r})" if schema else ")"
+        )
+        raise CommandError(
+            f"table {shown} is not tracked (track it with {call} in a migration "
+            f"or __audited__ = True on its model)"
+        )
+
+
+def error_line(error: BaseException) -> str:
+    """A failure as one line: what went wrong and, where we know it, what to do."""
+    import sqlalchemy as sa
+
+    from .throwaway_postgres import PostgresNotFound
+
+    if isinstance(error, (CommandError, PostgresNotFound, ValueError, TypeError)):
+        text = str(error)
+    elif isinstance(error, sa.exc.NoSuchModuleError):
+        text = f"{error}: use postgresql://user:password@host:port/dbname"
+    elif isinstance(error, sa.exc.DBAPIError):
+        lines = str(error.orig).strip().splitlines()
+        text = lines[0] if lines else type(error.orig).__name__
+    else:
+        lines = str(error).strip().splitlines()
+        first = lines[0] if lines else ""
+        text = f"{type(error).__name__}: {first} (run with --debug for the traceback)"
+    return " ".join(text.split("\n")[0].split()) if text else type(error).__name__
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (argparse's exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    """The command line: every failure is one line on stderr and exit code 1.
+
+    ``--debug`` (before or after the command) shows the traceback instead.
+    """
+    debug_flag = _Parser(add_help=False)
+    debug_flag.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of a failure",
+    )
+    parser = _Parser(
         prog="hyper-audit-alembic",
         description="A PostgreSQL audit trail managed by Alembic migrations.",
+        parents=[debug_flag],
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
     init = commands.add_parser(
-        "init", help="write alembic.ini and an environment wired for the plugin"
+        "init",
+        help="write alembic.ini and an environment wired for the plugin",
+        parents=[debug_flag],
     )
-    init.add_argument("directory", help="where the migration environment goes (e.g. migrations)")
-    init.add_argument("-c", "--config", default="alembic.ini", help="the alembic.ini to write")
+    init.add_argument(
+        "directory", nargs="?", help="where the migration environment goes (e.g. migrations)"
+    )
+    init.add_argument(
+        "--sidecar",
+        metavar="DIR",
+        help="write an environment that manages only the audit trail, beside an app whose "
+        "schema another tool owns (own version table hyper_audit_version; config "
+        "hyper_audit.ini unless -c)",
+    )
+    init.add_argument(
+        "-c",
+        "--config",
+        help="the config file to write (alembic.ini; hyper_audit.ini with --sidecar)",
+    )
     init.set_defaults(handler=_init)
 
     demo = commands.add_parser(
-        "demo", help="run the audit trail end to end against a throwaway PostgreSQL"
+        "demo",
+        help="run the audit trail end to end against a throwaway PostgreSQL",
+        parents=[debug_flag],
     )
-    demo.add_argument("--url", help="use this existing PostgreSQL database instead")
-    demo.add_argument("--keep", action="store_true", help="keep the sample project directory")
+    demo.add_argument(
+        "--url",
+        help="use this PostgreSQL server instead: the demo works in a scratch database it "
+        "creates there and drops afterwards",
+    )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the sample project directory (and, with --url, the demo's database)",
+    )
     demo.set_defaults(handler=_demo)
 
     history = commands.add_parser(
-        "history", help="print one record's audit history (ts, op, what changed)"
+        "history",
+        help="print one record's audit history (ts, op, what changed)",
+        parents=[debug_flag],
     )
     history.add_argument(
         "--url", default=os.environ.get("DATABASE_URL"), help="the database (or DATABASE_URL)"
@@ -128,12 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except Exception as error:  # a clean message for people at a terminal
-        from alembic.util import CommandError
-
-        from .throwaway_postgres import PostgresNotFound
-
-        if isinstance(error, (CommandError, PostgresNotFound)):
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        raise
+    except Exception as error:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {error_line(error)}", file=sys.stderr)
+        return 1

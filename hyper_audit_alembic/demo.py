@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic.util import CommandError
+from sqlalchemy.engine import URL
 
 from .cli import init_environment
 from .context import audit_context
 from .throwaway_postgres import ThrowawayPostgres
+from .urls import connect, postgresql_url, url_text, where
 
 MODELS = '''\
 """The sample project's models: an account table and OAuth token tables, audited."""
@@ -99,45 +103,156 @@ from audit.record_version order by id
 """
 
 
-DEMO_TABLES = ("access_token", "account", "alembic_version", "note", "refresh_token")
+# What a database holds of its own: schemas, relations, functions, types and extensions
+# (not PostgreSQL's, not an extension's members, not a table's owned sequence), each with
+# the statement that drops it, identifiers quoted by format('%I') / regprocedure.
+INVENTORY = r"""
+with user_schema as (
+    select n.oid, n.nspname from pg_catalog.pg_namespace n
+    where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\_%'
+), member as (
+    select d.classid, d.objid from pg_catalog.pg_depend d where d.deptype in ('e', 'a', 'i')
+)
+select kind, name, drop_statement from (
+    select 1 as step, 'schema' as kind, format('%I', s.nspname) as name,
+        format('drop schema if exists %I cascade', s.nspname) as drop_statement
+    from user_schema s
+    where s.nspname <> 'public' and not exists (
+        select from member m
+        where m.classid = 'pg_catalog.pg_namespace'::regclass and m.objid = s.oid
+    )
+    union all
+    select 2, case c.relkind when 'v' then 'view' when 'm' then 'materialized view'
+        when 'S' then 'sequence' when 'f' then 'foreign table' else 'table' end,
+        format('%I.%I', s.nspname, c.relname),
+        format('drop %s if exists %I.%I cascade', case c.relkind when 'v' then 'view'
+            when 'm' then 'materialized view' when 'S' then 'sequence'
+            when 'f' then 'foreign table' else 'table' end, s.nspname, c.relname)
+    from pg_catalog.pg_class c join user_schema s on s.oid = c.relnamespace
+    where c.relkind in ('r', 'p', 'v', 'm', 'S', 'f') and not exists (
+        select from member m where m.classid = 'pg_catalog.pg_class'::regclass and m.objid = c.oid
+    )
+    union all
+    select 3, 'function', p.oid::regprocedure::text,
+        format('drop routine if exists %s cascade', p.oid::regprocedure)
+    from pg_catalog.pg_proc p join user_schema s on s.oid = p.pronamespace
+    where not exists (
+        select from member m where m.classid = 'pg_catalog.pg_proc'::regclass and m.objid = p.oid
+    )
+    union all
+    select 4, 'type', format('%I.%I', s.nspname, t.typname),
+        format('drop type if exists %I.%I cascade', s.nspname, t.typname)
+    from pg_catalog.pg_type t join user_schema s on s.oid = t.typnamespace
+    where t.typtype in ('e', 'd', 'r', 'm', 'b')
+        and t.typelem = 0 and t.typrelid = 0
+        and not exists (
+            select from member m
+            where m.classid = 'pg_catalog.pg_type'::regclass and m.objid = t.oid
+        )
+    union all
+    select 5, 'extension', format('%I', e.extname),
+        format('drop extension if exists %I cascade', e.extname)
+    from pg_catalog.pg_extension e where e.extname <> 'plpgsql'
+) found
+order by step, name
+"""
 
-# Tables of the user's own (not an extension's, not the demo's, not the audit trail's).
-FOREIGN_TABLES = r"""
-select n.nspname || '.' || c.relname
-from pg_catalog.pg_class c
-join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-where c.relkind in ('r', 'p', 'v', 'm', 'f')
-  and n.nspname not in ('pg_catalog', 'information_schema', 'audit')
-  and n.nspname not like 'pg\_%'
-  and not (n.nspname = current_schema() and c.relname = any(:demo_tables))
-  and not exists (
-      select from pg_catalog.pg_depend d
-      where d.classid = 'pg_catalog.pg_class'::regclass and d.objid = c.oid and d.deptype = 'e'
-  )
-order by 1
+_MAY_CREATE_DATABASES = """
+select rolcreatedb or rolsuper from pg_catalog.pg_roles where rolname = current_user
 """
 
 
-def check_database_is_free(url: str) -> None:
-    """Refuse a database with tables of its own: the demo's migration would drop them."""
-    engine = sa.create_engine(url)
+def inventory(connection: sa.Connection) -> list[tuple[str, str, str]]:
+    """(kind, name, drop statement) of everything the database holds of its own."""
+    return [(kind, name, drop) for kind, name, drop in connection.execute(sa.text(INVENTORY))]
+
+
+def describe_inventory(found: list[tuple[str, str, str]]) -> str:
+    """``schemas a, b; tables public.x; extensions y``."""
+    by_kind: dict[str, list[str]] = {}
+    for kind, name, _ in found:
+        by_kind.setdefault(kind, []).append(name)
+    return "; ".join(f"{kind}s {', '.join(names)}" for kind, names in by_kind.items())
+
+
+def _outermost(found: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Without what a listed schema holds (dropping the schema removes it)."""
+    schemas = {name for kind, name, _ in found if kind == "schema"}
+    return [
+        item
+        for item in found
+        if item[0] == "schema" or not any(item[1].startswith(f"{s}.") for s in schemas)
+    ]
+
+
+@contextmanager
+def demo_database(given: URL, keep: bool) -> Iterator[URL]:
+    """A database on ``given``'s server for the demo to use and, unless ``keep``, remove.
+
+    A scratch database with a fresh name when the role may create databases; otherwise
+    ``given``'s database itself, only if it is empty (so nothing of the user's can be
+    changed), cleared of everything the demo made afterwards.
+    """
+    admin = sa.create_engine(given, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
     try:
-        with engine.connect() as connection:
-            found = list(
-                connection.scalars(sa.text(FOREIGN_TABLES), {"demo_tables": list(DEMO_TABLES)})
-            )
-            versions: list[str] = []
-            if connection.scalar(sa.text("select to_regclass('alembic_version')")):
-                versions += connection.scalars(sa.text("select version_num from alembic_version"))
+        with connect(admin, given) as connection:
+            may_create = bool(connection.scalar(sa.text(_MAY_CREATE_DATABASES)))
+            if may_create:
+                name = f"hyper_audit_demo_{secrets.token_hex(4)}"
+                quoted = connection.dialect.identifier_preparer.quote(name)
+                connection.exec_driver_sql(f"create database {quoted} template template0")
+            else:
+                before = inventory(connection)
+        if may_create:
+            yield from _scratch_database(admin, given, name, quoted, keep)
+        else:
+            yield from _empty_database(admin, given, before, keep)
     finally:
-        engine.dispose()
-    if found or versions:
-        what = ", ".join(found) if found else f"alembic_version at {', '.join(versions)}"
+        admin.dispose()
+
+
+def _scratch_database(
+    admin: sa.Engine, given: URL, name: str, quoted: str, keep: bool
+) -> Iterator[URL]:
+    print(f"\n  (working in a scratch database {name} on {where(given).rsplit('/', 1)[0]})")
+    try:
+        yield given.set(database=name)
+    finally:
+        if keep:
+            print(
+                f"\nThe demo's database {name} stays on {where(given).rsplit('/', 1)[0]}; "
+                f"drop it with: dropdb -h {given.host or 'localhost'} -p {given.port or 5432}"
+                f" -U {given.username or '$USER'} {name}"
+            )
+        else:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f"drop database if exists {quoted} with (force)")
+
+
+def _empty_database(
+    admin: sa.Engine, given: URL, before: list[tuple[str, str, str]], keep: bool
+) -> Iterator[URL]:
+    if before:
         raise CommandError(
-            f"the demo needs a database of its own, and this one already holds {what}: "
-            f"its autogenerated migration would drop them. Create an empty database "
-            f"(createdb hyper_audit_demo) and pass its URL, or leave out --url."
+            f"the demo needs a database of its own: role {given.username or '(default)'} may "
+            f"not create one (no CREATEDB), and {where(given)} is not empty: it holds "
+            f"{describe_inventory(before)}. Pass the URL of an empty database "
+            f"(createdb hyper_audit_demo), or of a role that may create databases."
         )
+    print(f"\n  (working in the empty database {where(given)}, the role may not create one)")
+    try:
+        yield given
+    finally:
+        with admin.connect() as connection:
+            made = _outermost([item for item in inventory(connection) if item not in before])
+            if keep and made:
+                print(
+                    f"\nThe demo's objects stay in {where(given)}: {describe_inventory(made)}; "
+                    f"remove them with: {'; '.join(drop for _, _, drop in made)}"
+                )
+            else:
+                for _, _, drop in made:
+                    connection.exec_driver_sql(drop)
 
 
 def _say(title: str) -> None:
@@ -154,7 +269,10 @@ def _alembic(project: Path, url: str, *args: str) -> str:
     )
     output = (done.stdout + done.stderr).strip()
     if done.returncode != 0:
-        raise RuntimeError(f"alembic {' '.join(args)} failed:\n{output}")
+        lines = output.splitlines() or ["(no output)"]
+        raise CommandError(
+            f"alembic {' '.join(args)} failed in the demo's project {project}: {lines[-1]}"
+        ) from RuntimeError(output)
     return output
 
 
@@ -190,6 +308,12 @@ def print_history(connection: sa.Connection) -> int:
 
 
 def run_demo(url: str | None = None, keep: bool = False) -> int:
+    """The demo, on a throwaway server, or with ``url`` in a database of its own there.
+
+    It never changes what it did not create: with ``url`` it works in a scratch database
+    it creates (or, for a role without CREATEDB, in ``url``'s database only if it is
+    empty) and removes everything afterwards unless ``keep``.
+    """
     with ExitStack() as stack:
         if url is None:
             _say("Starting a throwaway PostgreSQL server")
@@ -197,7 +321,7 @@ def run_demo(url: str | None = None, keep: bool = False) -> int:
             url = server.url()
             print(f"  {url}")
         else:
-            check_database_is_free(url)
+            url = url_text(stack.enter_context(demo_database(postgresql_url(url), keep)))
         project = Path(tempfile.mkdtemp(prefix="hyper_audit_demo_"))
         if not keep:
             stack.callback(lambda: __import__("shutil").rmtree(project, ignore_errors=True))
@@ -227,7 +351,7 @@ def run_demo(url: str | None = None, keep: bool = False) -> int:
         _alembic(project, url, "upgrade", "head")
         print("  done")
 
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(url, poolclass=sa.NullPool)
         stack.callback(engine.dispose)
         _say("Scenario 1, account: insert, update, delete, truncate")
         print('  in audit_context(connection, actor="user:42", request_id="req-1")')

@@ -770,9 +770,45 @@ def transaction_history(session: Session, transaction_id: int) -> list[RecordVer
     ``transaction_id`` as a :class:`RecordVersion` carries it (found by the
     ``record_version_transaction_id`` index).
     """
+    if isinstance(transaction_id, bool) or not isinstance(transaction_id, int):
+        raise TypeError(
+            f"transaction_history: transaction_id must be an int (a RecordVersion's "
+            f"transaction_id), got {type(transaction_id).__name__} {transaction_id!r}"
+        )
+    if transaction_id < 0:
+        raise ValueError(
+            f"transaction_history: transaction_id must be 0 or more, got {transaction_id}"
+        )
     rv = RecordVersion
     query = sa.select(rv).where(rv.transaction_id == transaction_id)
     return list(session.scalars(query.order_by(rv.id)))
+
+
+def _check_context(context: object) -> None:
+    """A context to look up: a non-empty mapping of names to JSON values."""
+    if not isinstance(context, Mapping):
+        raise TypeError(
+            f"context_history: context must be a mapping such as {{'request_id': 'r-1'}}, "
+            f"got {type(context).__name__} {context!r}"
+        )
+    if not context:
+        raise ValueError(
+            "context_history: context is empty (it would match every audit row): "
+            "pass at least one name, such as {'request_id': 'r-1'}"
+        )
+    for name in context:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"context_history: context names must be strings, got "
+                f"{type(name).__name__} {name!r}"
+            )
+    try:
+        json.dumps(dict(context))
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"context_history: context values must be JSON values (str, int, float, bool, "
+            f"None, lists and dicts of them): {error}"
+        ) from None
 
 
 def context_history(
@@ -788,6 +824,12 @@ def context_history(
     write), so this reads the audit rows with ``since <= ts < until``: give the time range
     where the table is large.
     """
+    _check_context(context)
+    for name, bound in (("since", since), ("until", until)):
+        if bound is not None and not isinstance(bound, dt.datetime):
+            raise TypeError(
+                f"context_history: {name} must be a datetime, got {type(bound).__name__} {bound!r}"
+            )
     rv = RecordVersion
     query = sa.select(rv).where(rv.context.contains(dict(context)))
     if since is not None:

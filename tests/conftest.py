@@ -6,7 +6,13 @@ pytest-postgresql's janitor gives each test its own database, cloned from a temp
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -36,3 +42,55 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     engine = sa.create_engine(db_url)
     yield engine
     engine.dispose()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_quietly(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        argv, capture_output=True, text=True, env=env, timeout=600, **kwargs
+    )
+
+
+@dataclass
+class PlainInstall:
+    python: Path  #: the fresh virtualenv's python
+    wheel: Path  #: the wheel built from the checkout
+    build_output: str  #: what the build printed (pip -v)
+
+
+@pytest.fixture(scope="session")
+def plain_install(tmp_path_factory: pytest.TempPathFactory) -> PlainInstall:
+    """A fresh virtualenv holding the package's wheel, installed plainly (no extras)."""
+    root = tmp_path_factory.mktemp("plain_install")
+    venv = root / "venv"
+    made = run_quietly([sys.executable, "-m", "venv", str(venv)])
+    assert made.returncode == 0, made.stderr
+    python = venv / "bin" / "python"
+    # From a copy: setuptools builds in the source tree and packs what an earlier build
+    # left in its build/ folder.
+    source = root / "source"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".venv", ".tox"
+        ),
+    )
+    wheels = root / "wheels"
+    built = run_quietly(
+        [str(python), "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(wheels), str(source)],
+        cwd=root,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("hyper_audit_alembic-*.whl")
+    installed = run_quietly([str(python), "-m", "pip", "install", "-q", str(wheel)], cwd=root)
+    assert installed.returncode == 0, installed.stderr
+    return PlainInstall(python, wheel, built.stdout + built.stderr)
+
+
+@pytest.fixture
+def plain_python(plain_install: PlainInstall) -> Path:
+    return plain_install.python

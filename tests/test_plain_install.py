@@ -10,17 +10,14 @@ fresh interpreter of that virtualenv.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import textwrap
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import PlainInstall, run_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 #: Every module and package of ours (``__main__`` is run, not imported).
@@ -29,55 +26,6 @@ MODULES = sorted(
     for path in (REPO / "hyper_audit_alembic").rglob("*.py")
     if path.stem != "__main__"
 )
-
-
-def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        argv, capture_output=True, text=True, env=env, timeout=600, **kwargs
-    )
-
-
-@dataclass
-class PlainInstall:
-    python: Path  #: the fresh virtualenv's python
-    wheel: Path  #: the wheel built from the checkout
-    build_output: str  #: what the build printed (pip -v)
-
-
-@pytest.fixture(scope="session")
-def plain_install(tmp_path_factory: pytest.TempPathFactory) -> PlainInstall:
-    """A fresh virtualenv holding the package's wheel, installed plainly (no extras)."""
-    root = tmp_path_factory.mktemp("plain_install")
-    venv = root / "venv"
-    made = _run([sys.executable, "-m", "venv", str(venv)])
-    assert made.returncode == 0, made.stderr
-    python = venv / "bin" / "python"
-    # From a copy: setuptools builds in the source tree and packs what an earlier build
-    # left in its build/ folder.
-    source = root / "source"
-    shutil.copytree(
-        REPO,
-        source,
-        ignore=shutil.ignore_patterns(
-            ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".venv", ".tox"
-        ),
-    )
-    wheels = root / "wheels"
-    built = _run(
-        [str(python), "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(wheels), str(source)],
-        cwd=root,
-    )
-    assert built.returncode == 0, built.stderr
-    (wheel,) = wheels.glob("hyper_audit_alembic-*.whl")
-    installed = _run([str(python), "-m", "pip", "install", "-q", str(wheel)], cwd=root)
-    assert installed.returncode == 0, installed.stderr
-    return PlainInstall(python, wheel, built.stdout + built.stderr)
-
-
-@pytest.fixture
-def plain_python(plain_install: PlainInstall) -> Path:
-    return plain_install.python
 
 
 def test_the_build_warns_of_nothing(plain_install: PlainInstall) -> None:
@@ -107,7 +55,7 @@ def test_every_template_folder_ships_in_the_wheel(plain_install: PlainInstall) -
 
 def _python(python: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
     # From a directory of its own, so the checkout is not on the path: the installed wheel.
-    return _run([str(python), "-c", textwrap.dedent(script), *args], cwd=python.parents[2])
+    return run_quietly([str(python), "-c", textwrap.dedent(script), *args], cwd=python.parents[2])
 
 
 def test_the_plain_install_has_no_greenlet(plain_python: Path) -> None:

@@ -5,8 +5,8 @@ script_location = ${script_location}
 prepend_sys_path = .
 path_separator = os
 
-# The database; the DATABASE_URL environment variable overrides it.
-sqlalchemy.url = postgresql+psycopg2://user:pass@localhost/dbname
+# The database (postgresql:// uses the installed driver); DATABASE_URL overrides it.
+sqlalchemy.url = postgresql://user:pass@localhost/dbname
 
 # Where your models' MetaData lives, as module:attribute (e.g. myapp.models:Base.metadata).
 target_metadata =

@@ -2,20 +2,22 @@
 
 import asyncio
 import importlib
-import os
 from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlalchemy.engine import Connection, make_url
 
+from hyper_audit_alembic.urls import configure_url
+
 config = context.config
 
 if config.config_file_name is not None:
     fileConfig(config.config_file_name)
 
-if os.environ.get("DATABASE_URL"):
-    config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"].replace("%", "%%"))
+# DATABASE_URL overrides sqlalchemy.url; a plain postgresql:// (or postgres://) URL gets
+# the driver that is installed (psycopg2, else psycopg 3), postgresql+driver:// is kept.
+configure_url(config)
 
 
 def _load_target_metadata():
