@@ -33,7 +33,7 @@ from audit_helpers import Db, connect
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from hyper_audit_alembic.sql import statements
+from hyper_audit_alembic.sql import released_statements
 
 REFERENCE_SQL = Path(__file__).resolve().parent.parent / "benchmarks" / "reference_design.sql"
 
@@ -82,7 +82,7 @@ def both(pg_server: Any) -> Iterator[Db]:
     with connect(pg_server.url(name)) as db:
         db.conn.autocommit = False
         with db.conn.cursor() as cur:
-            for statement in statements("install"):
+            for statement in released_statements(1):
                 cur.execute(statement)
             cur.execute(REFERENCE_SQL.read_text(encoding="utf-8"))
         db.conn.commit()

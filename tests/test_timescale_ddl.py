@@ -55,15 +55,15 @@ CREATE_HYPERTABLE = (
 )
 
 SHAPE_CHANGED = (
-    "the TimescaleDB block of install.sql no longer has the shape this test reads "
+    "the TimescaleDB block of indexes.sql no longer has the shape this test reads "
     "(if timescale_schema is not null then <conversion> <indexes> else <plain> end if): "
     "update the test with it"
 )
 
 
 def timescale_block() -> str:
-    """The install statement that converts audit.record_version to a hypertable."""
-    (block,) = [s for s in sql.statements("install") if "create_hypertable" in s]
+    """The install statement (indexes.sql) that converts audit.record_version to a hypertable."""
+    (block,) = sql.statements("indexes")
     return block
 
 

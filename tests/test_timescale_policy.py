@@ -116,7 +116,7 @@ HYPERTABLE: dict[str, Any] = {
 def planner(db_url: str) -> Iterator[Db]:
     """A connection with pg_temp.hyper_audit_timescale_plan(), as the operations create it."""
     with connect(db_url) as db:
-        create, _, drop = sql.statements("timescale_policy")
+        create, drop = sql.statements("timescale_plan")
         db.run(create)
         yield db
         db.run(drop)
@@ -359,8 +359,12 @@ def test_without_timescaledb_the_operations_fail_with_the_fix(
 
 def test_offline_sql_carries_the_values_into_the_do_block() -> None:
     text = offline_sql(set_policy(compress_after="30 days", retention=None))
-    create, _, drop = sql.statements("timescale_policy")
-    assert text.index("\n" + create + ";\n") < text.index("do $$") < text.index(drop + ";\n")
+    create, drop = sql.statements("timescale_plan")
+    assert (
+        text.index("\n" + create + ";\n")
+        < text.index("do $hyper_audit$")
+        < text.index(drop + ";\n")
+    )
     assert "    caller constant text := 'op.set_audit_timescale_policy';\n" in text
     assert "    phase constant text := 'policy';\n" in text
     assert "    set_chunk_interval constant boolean := false;\n" in text

@@ -1,7 +1,7 @@
 """Upgrading the audit schema between releases: ``op.upgrade_audit`` / ``op.downgrade_audit``.
 
-Every released audit schema version is installed as its release installed it (install.sql,
-then the upgrades that release had), given tracked tables and history, and upgraded to the
+Every released audit schema version is installed as its release installed it (its frozen
+SQL, ``sql/released/<n>.sql``), given tracked tables and history, and upgraded to the
 current version online and through offline SQL applied with psql. The result must be the
 catalog of a fresh install of the current version, with every history row kept and
 readable and tracking still working; the downgrade must give back the old behaviour with
@@ -41,21 +41,17 @@ from hyper_audit_alembic.ops import AuditOperationError
 from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
 
 #: Every released audit schema version older than the current one.
-RELEASED = list(range(1, sql.SCHEMA_VERSION))
+RELEASED = [version for version in sql.RELEASED_VERSIONS if version < sql.SCHEMA_VERSION]
 CURRENT = sql.SCHEMA_VERSION
 
 UPGRADE_LINE = f"op.upgrade_audit(from_version=1, to_version={CURRENT})"
 DOWNGRADE_LINE = f"op.downgrade_audit(from_version={CURRENT}, to_version=1)"
 
 
-def released_install(version: int) -> list[str]:
-    """What the release of ``version`` ran to install it: install.sql and its upgrades."""
-    return [*sql.statements("install"), *sql.upgrade_statements(1, version)]
-
-
 def install_released(engine: sa.Engine, version: int) -> None:
+    """Install ``version`` as its release did: its frozen SQL."""
     with engine.begin() as connection:
-        for statement in released_install(version):
+        for statement in sql.released_statements(version):
             connection.exec_driver_sql(statement, execution_options={"no_parameters": True})
 
 

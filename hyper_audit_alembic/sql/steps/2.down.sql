@@ -4,7 +4,8 @@
 -- version 2 was installed (history() reads them; upgrading again keeps them). They stop
 -- being filled: their defaults go, and so does the index of transaction ids (rows written
 -- from now on have none; upgrading again rebuilds it). The version-1 function definitions
--- are restored by install.sql's statements, which the downgrade runs after this file.
+-- are restored by released/1.sql (version 1 as released, idempotent), which the downgrade
+-- runs after this file.
 -- The text holds no '%' and no ':name'.
 
 do $$
@@ -64,8 +65,8 @@ drop function if exists audit.tracking_options(regclass);
 
 drop function if exists audit.trigger_argument_list(bytea);
 
--- Version 1's enable_tracking gets its name back (install.sql then restores its body, and
--- those of the trigger functions).
+-- Version 1's enable_tracking gets its name back (released/1.sql then restores its body,
+-- and those of the trigger functions).
 do $$
 begin
     if pg_catalog.to_regprocedure('audit.enable_tracking_keys(regclass)') is not null then
