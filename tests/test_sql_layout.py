@@ -36,6 +36,14 @@ def test_every_released_version_is_frozen_and_the_current_one_is_released() -> N
     )
 
 
+def test_release_text_is_what_an_install_runs_but_the_take_over() -> None:
+    install = sql.install_statements()
+    prepare, finish = sql.statements("adopt_prepare"), sql.statements("adopt_finish")
+    assert install[: len(prepare)] == list(prepare)
+    assert install[-len(finish) :] == list(finish)
+    assert sql.split_statements(sql.release_text()) == install[len(prepare) : -len(finish)]
+
+
 def defined_functions(text: str) -> list[str]:
     """The audit functions a SQL text creates (also from inside a DO block)."""
     return [

@@ -91,6 +91,22 @@ def released_statements(version: int) -> list[str]:
     return list(statements(f"released/{version}"))
 
 
+def schema_files() -> list[str]:
+    """The files that make the current version from nothing, in the order they run: every
+    step, the indexes, every function. ``released/<n>.sql`` freezes them (:func:`release_text`)."""
+    return [
+        *(f"steps/{version}" for version in range(1, SCHEMA_VERSION + 1)),
+        "indexes",
+        *(f"functions/{name}" for name in FUNCTIONS),
+    ]
+
+
+def release_text() -> str:
+    """The complete SQL of the current version, to freeze as ``released/<n>.sql`` when it is
+    released (sql/README.md)."""
+    return "\n".join(text_of(name) for name in schema_files())
+
+
 def install_statements() -> list[str]:
     """Install the current version: every step, the indexes, then every function.
 
@@ -101,9 +117,7 @@ def install_statements() -> list[str]:
     """
     return [
         *statements("adopt_prepare"),
-        *_steps(0, SCHEMA_VERSION),
-        *statements("indexes"),
-        *function_statements(),
+        *(statement for name in schema_files() for statement in statements(name)),
         *statements("adopt_finish"),
     ]
 
