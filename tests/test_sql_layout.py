@@ -181,3 +181,15 @@ def test_released_version_1_replayed_over_an_install_keeps_everything(engine, db
         assert db.one("select count(*) from audit.record_version") == 1
         db.run("insert into t values (2)")
         assert db.one("select count(*) from audit.record_version") == 2
+
+
+def test_an_upgrade_to_an_earlier_version_ends_with_its_released_functions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A migration written for version 2 keeps making version 2 once a later one exists:
+    its steps, then the functions version 2 was released with (not the current ones)."""
+    monkeypatch.setattr(sql, "SCHEMA_VERSION", 3)
+    assert sql.upgrade_statements(1, 2) == [
+        *sql.statements("steps/2"),
+        *sql.released_statements(2),
+    ]

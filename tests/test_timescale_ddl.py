@@ -1,4 +1,4 @@
-"""The TimescaleDB branch of install.sql, checked on any PostgreSQL (no TimescaleDB needed).
+"""The TimescaleDB branch of indexes.sql, checked on any PostgreSQL (no TimescaleDB needed).
 
 ``test_timescale.py`` runs the branch for real where TimescaleDB is installed; CI has no
 TimescaleDB, so these tests run its SQL here: every statement of the branch except the
@@ -19,7 +19,7 @@ from audit_helpers import Db, connect, offline_sql, record_id, run_online
 
 from hyper_audit_alembic import sql
 
-#: Audit schema version 2's index of transaction ids (upgrade_to_2.sql), on every layout: not
+#: Audit schema version 2's index of transaction ids (steps/2.sql), on every layout: not
 #: unique, so create_hypertable keeps it (on each chunk); lookups by transaction need no ts.
 TRANSACTION_ID_INDEX = (
     "CREATE INDEX record_version_transaction_id ON audit.record_version USING btree"

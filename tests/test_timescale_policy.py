@@ -244,7 +244,7 @@ def test_plan_of_the_conversion_of_a_plain_table(planner: Db) -> None:
         "select \"Time Series\".create_hypertable('audit.record_version', 'ts', "
         "create_default_indexes => false, migrate_data => true)",
     ]
-    # A new install is created and converted by install.sql; a hypertable stays.
+    # A new install is created and converted by indexes.sql; a hypertable stays.
     assert plan(planner, layout="missing", phase="install") == []
     assert plan(planner, phase="install") == []
     assert plan(planner, phase="convert") == []

@@ -3,7 +3,7 @@
 The layout (README.md in this folder tells how to change it):
 
 - ``steps/<n>.sql`` turns audit schema version n - 1 into version n: tables, columns,
-  indexes, defaults, grants and the recorded version, never a function;
+  indexes, defaults, grants and the recorded version, never a function definition;
   ``steps/<n>.down.sql`` turns version n back into n - 1, keeping every recorded row.
 - ``functions/<name>.sql``: the current definition of each function (with its privileges
   and its event trigger), replayed after the steps by every install and every upgrade, in
