@@ -4,6 +4,7 @@ versions frozen, constants in one place, statements split where PostgreSQL would
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from test_upgrades import RELEASED_SHA256
 from hyper_audit_alembic import sql
 from hyper_audit_alembic.history import RECORD_ID_NAMESPACE
 from hyper_audit_alembic.layouts import MANAGED_INDEXES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest brings tomli before Python 3.11
+    import tomli as tomllib
 
 SQL_ROOT = Path(sql.__file__).parent
 
@@ -193,3 +199,13 @@ def test_an_upgrade_to_an_earlier_version_ends_with_its_released_functions(
         *sql.statements("steps/2"),
         *sql.released_statements(2),
     ]
+
+
+def test_the_wheel_ships_every_sql_file() -> None:
+    """pyproject's package data names each folder of sql/ (a new folder must be added)."""
+    pyproject = tomllib.loads((SQL_ROOT.parents[1] / "pyproject.toml").read_text("utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["hyper_audit_alembic.sql"]
+    shipped = {path for pattern in patterns for path in SQL_ROOT.glob(pattern)}
+    files = {p for p in SQL_ROOT.rglob("*") if p.is_file() and p.suffix in (".sql", ".md")}
+    assert files
+    assert sorted(str(p.relative_to(SQL_ROOT)) for p in files - shipped) == []
