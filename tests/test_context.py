@@ -560,16 +560,23 @@ def test_the_version_guards(engine: sa.Engine) -> None:
 def test_the_version_helpers() -> None:
     assert sql.SCHEMA_VERSION == 2
     found = sql.install_statements()  # the steps, the indexes, the functions (others around)
-    steps = [*sql.statements("steps/1"), *sql.statements("steps/2")]
+    upgrade_guard = sql.filled(
+        "version_guard", {"direction": "upgrade", "target": 2, "expected": 1}
+    )
+    downgrade_guard = sql.filled(
+        "version_guard", {"direction": "downgrade", "target": 1, "expected": 2}
+    )
+    steps = [*sql.statements("steps/1"), *sql.statements("steps/2")]  # no guard needed
     start = found.index(steps[0])
     assert found[start : start + len(steps)] == steps
     assert found[start + len(steps) :][: len(sql.statements("indexes"))] == list(
         sql.statements("indexes")
     )
     functions = sql.function_statements()
-    assert sql.upgrade_statements(1, 2) == [*sql.statements("steps/2"), *functions]
+    assert sql.upgrade_statements(1, 2) == [upgrade_guard, *sql.statements("steps/2"), *functions]
     assert sql.upgrade_statements(2, 2) == sql.downgrade_statements(1, 1) == []
     assert sql.downgrade_statements(2, 1) == [
+        downgrade_guard,
         *sql.statements("steps/2.down"),
         *sql.released_statements(1),
     ]
@@ -577,7 +584,6 @@ def test_the_version_helpers() -> None:
         (sql.statements("steps/2"), 2),
         (sql.statements("steps/2.down"), 1),
     ):
-        assert statements[0].startswith("do $$")
         assert list(statements[-2:]) == [
             "delete from audit.schema_version",
             f"insert into audit.schema_version (version) values ({version})",

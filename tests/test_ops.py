@@ -377,6 +377,7 @@ def test_sql_files_are_known() -> None:
         "timescale_policy",
         "track_table",
         "untrack_table",
+        "version_guard",
     ]
 
 

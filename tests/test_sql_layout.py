@@ -195,7 +195,9 @@ def test_an_upgrade_to_an_earlier_version_ends_with_its_released_functions(
     """A migration written for version 2 keeps making version 2 once a later one exists:
     its steps, then the functions version 2 was released with (not the current ones)."""
     monkeypatch.setattr(sql, "SCHEMA_VERSION", 3)
+    guard = sql.filled("version_guard", {"direction": "upgrade", "target": 2, "expected": 1})
     assert sql.upgrade_statements(1, 2) == [
+        guard,
         *sql.statements("steps/2"),
         *sql.released_statements(2),
     ]

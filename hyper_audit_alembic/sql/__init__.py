@@ -145,22 +145,33 @@ def downgrade_statements(from_version: int, to_version: int) -> list[str]:
     _check_versions(from_version, to_version, to_version <= from_version, "downgrade")
     if from_version == to_version:
         return []
-    return [
-        *(
-            statement
-            for version in range(from_version, to_version, -1)
-            for statement in statements(f"steps/{version}.down")
-        ),
-        *released_statements(to_version),
-    ]
+    return [*_down_steps(from_version, to_version), *released_statements(to_version)]
 
 
 def _steps(from_version: int, to_version: int) -> list[str]:
+    """Each step after ``from_version`` up to ``to_version``, after its version guard (an
+    install runs the step files alone: from step 1 on, each finds the version it expects)."""
     return [
         statement
         for version in range(from_version + 1, to_version + 1)
-        for statement in statements(f"steps/{version}")
+        for statement in (_guard("upgrade", version, version - 1), *statements(f"steps/{version}"))
     ]
+
+
+def _down_steps(from_version: int, to_version: int) -> list[str]:
+    """Each downgrade step from ``from_version`` back to ``to_version``, after its guard."""
+    return [
+        statement
+        for version in range(from_version, to_version, -1)
+        for statement in (
+            _guard("downgrade", version - 1, version),
+            *statements(f"steps/{version}.down"),
+        )
+    ]
+
+
+def _guard(direction: str, target: int, expected: int) -> str:
+    return filled("version_guard", {"direction": direction, "target": target, "expected": expected})
 
 
 def _check_versions(from_version: int, to_version: int, ordered: bool, what: str) -> None:

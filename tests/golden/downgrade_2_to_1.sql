@@ -1,28 +1,43 @@
 BEGIN;
 
-do $$
+do $hyper_audit$
 declare
+    -- 'upgrade' or 'downgrade'
+    direction constant text := 'downgrade';
+    -- the version the step makes, and the version it starts from
+    target constant integer := 1;
+    expected constant integer := 2;
     installed integer;
 begin
     if pg_catalog.to_regclass('audit.schema_version') is not null then
         select max(v.version) into installed from audit.schema_version v;
     end if;
-    if installed is distinct from 2 then
+    if installed is distinct from expected then
         raise exception using
             errcode = 'object_not_in_prerequisite_state',
-            message = 'audit schema downgrade to version 1: the installed audit schema is '
-                || coalesce('version ' || installed::text, 'missing') || ', not version 2',
+            message = 'audit schema ' || direction || ' to version ' || target
+                || ': the installed audit schema is '
+                || coalesce('version ' || installed::text, 'missing') || ', not version '
+                || expected,
             hint = case
+                when installed is null and direction = 'upgrade' then
+                    'Install the audit trail with op.install_audit(): it installs the latest version.'
                 when installed is null then
                     'There is no audit schema to downgrade in this database.'
-                when installed = 1 then
-                    'The audit schema is at version 1 already: there is nothing to downgrade.'
+                when installed = target then
+                    'The audit schema is at version ' || target || ' already: there is nothing to '
+                        || direction || '.'
+                when direction = 'upgrade' and installed > target then
+                    'This database has a newer audit schema than this step expects: '
+                        || 'downgrade it first, or leave out this step.'
+                when direction = 'upgrade' then
+                    'Upgrade to version ' || expected || ' first.'
                 else
-                    'Downgrade to version 2 first.'
+                    'Downgrade to version ' || expected || ' first.'
             end;
     end if;
 end
-$$;
+$hyper_audit$;
 
 alter table audit.record_version
     alter column actor drop default,

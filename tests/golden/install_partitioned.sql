@@ -283,29 +283,7 @@ delete from audit.schema_version;
 insert into audit.schema_version (version) values (1);
 
 do $$
-declare
-    installed integer;
 begin
-    if pg_catalog.to_regclass('audit.schema_version') is not null then
-        select max(v.version) into installed from audit.schema_version v;
-    end if;
-    if installed is distinct from 1 then
-        raise exception using
-            errcode = 'object_not_in_prerequisite_state',
-            message = 'audit schema upgrade to version 2: the installed audit schema is '
-                || coalesce('version ' || installed::text, 'missing') || ', not version 1',
-            hint = case
-                when installed is null then
-                    'Install the audit trail with op.install_audit(): it installs the latest version.'
-                when installed = 2 then
-                    'The audit schema is at version 2 already: there is nothing to upgrade.'
-                when installed > 2 then
-                    'This database has a newer audit schema than this step expects: '
-                        || 'downgrade it first, or leave out this step.'
-                else
-                    'Upgrade to version 1 first.'
-            end;
-    end if;
     if pg_catalog.current_setting('server_version_num')::integer < 130000 then
         raise exception using
             errcode = 'feature_not_supported',

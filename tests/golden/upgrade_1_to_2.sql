@@ -1,29 +1,46 @@
 BEGIN;
 
-do $$
+do $hyper_audit$
 declare
+    -- 'upgrade' or 'downgrade'
+    direction constant text := 'upgrade';
+    -- the version the step makes, and the version it starts from
+    target constant integer := 2;
+    expected constant integer := 1;
     installed integer;
 begin
     if pg_catalog.to_regclass('audit.schema_version') is not null then
         select max(v.version) into installed from audit.schema_version v;
     end if;
-    if installed is distinct from 1 then
+    if installed is distinct from expected then
         raise exception using
             errcode = 'object_not_in_prerequisite_state',
-            message = 'audit schema upgrade to version 2: the installed audit schema is '
-                || coalesce('version ' || installed::text, 'missing') || ', not version 1',
+            message = 'audit schema ' || direction || ' to version ' || target
+                || ': the installed audit schema is '
+                || coalesce('version ' || installed::text, 'missing') || ', not version '
+                || expected,
             hint = case
-                when installed is null then
+                when installed is null and direction = 'upgrade' then
                     'Install the audit trail with op.install_audit(): it installs the latest version.'
-                when installed = 2 then
-                    'The audit schema is at version 2 already: there is nothing to upgrade.'
-                when installed > 2 then
+                when installed is null then
+                    'There is no audit schema to downgrade in this database.'
+                when installed = target then
+                    'The audit schema is at version ' || target || ' already: there is nothing to '
+                        || direction || '.'
+                when direction = 'upgrade' and installed > target then
                     'This database has a newer audit schema than this step expects: '
                         || 'downgrade it first, or leave out this step.'
+                when direction = 'upgrade' then
+                    'Upgrade to version ' || expected || ' first.'
                 else
-                    'Upgrade to version 1 first.'
+                    'Downgrade to version ' || expected || ' first.'
             end;
     end if;
+end
+$hyper_audit$;
+
+do $$
+begin
     if pg_catalog.current_setting('server_version_num')::integer < 130000 then
         raise exception using
             errcode = 'feature_not_supported',

@@ -8,30 +8,7 @@
 -- runs after this file.
 -- The text holds no '%' and no ':name'.
 
-do $$
-declare
-    installed integer;
-begin
-    if pg_catalog.to_regclass('audit.schema_version') is not null then
-        select max(v.version) into installed from audit.schema_version v;
-    end if;
-    if installed is distinct from 2 then
-        raise exception using
-            errcode = 'object_not_in_prerequisite_state',
-            message = 'audit schema downgrade to version 1: the installed audit schema is '
-                || coalesce('version ' || installed::text, 'missing') || ', not version 2',
-            hint = case
-                when installed is null then
-                    'There is no audit schema to downgrade in this database.'
-                when installed = 1 then
-                    'The audit schema is at version 1 already: there is nothing to downgrade.'
-                else
-                    'Downgrade to version 2 first.'
-            end;
-    end if;
-end
-$$;
-
+-- (version_guard.sql runs before this step: the installed version must be 2.)
 alter table audit.record_version
     alter column actor drop default,
     alter column context drop default,
