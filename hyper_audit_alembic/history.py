@@ -66,7 +66,8 @@ __all__ = [
     "version_as_json",
 ]
 
-#: The UUID namespace of the record ids (the same as supa_audit's and hyper_audit's).
+#: The UUID namespace of the record ids (the same as supa_audit's and hyper_audit's); the
+#: audit SQL (sql/functions/to_record_id.sql) has the same, which a test checks.
 RECORD_ID_NAMESPACE = uuid.UUID("fd62bc3d-8d6e-43c2-919c-802ba3762271")
 
 

@@ -58,37 +58,6 @@ def _interval(value: object, caller: str, name: str) -> str:
     return value
 
 
-def _literal(value: str | int | bool | list[str] | None) -> str:
-    """A SQL literal for a checked value (intervals and names hold no quote)."""
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "array[" + ", ".join(_literal(item) for item in value) + "]::text[]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    assert "'" not in value
-    return f"'{value}'"
-
-
-def _fill(statement: str, values: Mapping[str, str | int | bool | list[str] | None]) -> str:
-    """Replace each placeholder ``null /* name */`` (or ``false /* name */``)."""
-    for name, value in values.items():
-        pattern = re.compile(rf"\b(?:null|false) /\* {re.escape(name)} \*/")
-        literal = _literal(value)
-        statement, found = pattern.subn(lambda _: literal, statement)  # noqa: B023
-        if found != 1:
-            raise AssertionError(f"placeholder {name!r} found {found} times in the SQL")
-    return statement
-
-
-def _the_statement(name: str, marker: str) -> str:
-    """The one statement of ``sql/<name>.sql`` that contains ``marker``."""
-    (found,) = [s for s in sql.statements(name) if marker in s]
-    return found
-
-
 # -- options ---------------------------------------------------------------------------
 
 
@@ -213,41 +182,39 @@ def install_options(
 # -- SQL -------------------------------------------------------------------------------
 
 
-def _managed_indexes() -> list[str]:
-    """The indexes install.sql's TimescaleDB block drops to make them again with ts."""
-    found = re.findall(
-        r"^\s*drop index if exists audit\.(\w+);",
-        _the_statement("install", "create_hypertable"),
-        re.M,
-    )
-    if not found:
-        raise AssertionError("install.sql's TimescaleDB block no longer drops its indexes by name")
-    return found
+#: The lookup indexes of a plain audit table that sql/indexes.sql makes again, composite
+#: with ts, when the table becomes a hypertable (a test checks them against a plain
+#: install's indexes).
+MANAGED_INDEXES = (
+    "record_version_ts",
+    "record_version_record_id",
+    "record_version_old_record_id",
+    "record_version_table_oid",
+)
 
 
 def _timescale_block(caller: str, phase: str, options: TimescaleOptions) -> str:
-    block = _the_statement("timescale_policy", "/* phase */")
-    return _fill(
-        block,
+    return sql.filled(
+        "timescale_policy",
         {
             "caller": caller,
             "phase": phase,
             **options.placeholders(),
-            "managed_indexes": _managed_indexes(),
+            "managed_indexes": list(MANAGED_INDEXES),
         },
     )
 
 
 def _timescale_around(body: list[str]) -> list[str]:
     """The statements between the plan function's creation and its removal."""
-    create, _, drop = sql.statements("timescale_policy")
+    create, drop = sql.statements("timescale_plan")
     return [create, *body, drop]
 
 
 def _partition_settings(
-    caller: str, installing: bool, values: Mapping[str, object]
-) -> dict[str, object]:
-    filled: dict[str, object] = {"caller": caller, "installing": installing}
+    caller: str, installing: bool, values: Mapping[str, Any]
+) -> dict[str, sql.Value]:
+    filled: dict[str, sql.Value] = {"caller": caller, "installing": installing}
     for name in PARTITION_DEFAULTS:
         given = name in values and values[name] is not UNCHANGED
         filled[f"set_{name}"] = given
@@ -259,20 +226,19 @@ def install_statements(
     timescale: TimescaleOptions | None, partitioned: Mapping[str, Any] | None
 ) -> list[str]:
     caller = "op.install_audit"
-    install = sql.install_statements()  # install.sql, then every audit schema upgrade
+    install = sql.install_statements()  # every step, the indexes, every function
     if partitioned is not None:
         settings = _partition_settings(caller, True, {**PARTITION_DEFAULTS, **partitioned})
         return [
             *sql.statements("partitioned_check"),
             *install,
-            *(
-                _fill(s, settings) if "/* installing */" in s else s  # type: ignore[arg-type]
-                for s in sql.statements("partitioned")
-            ),
+            *sql.statements("partitioned"),
+            sql.filled("partitioned_settings", settings),
+            *sql.statements("partitioned_convert"),
         ]
     if timescale is not None:
-        # A plain audit table is converted before install.sql, with the chunk interval;
-        # a new one is created and converted by install.sql; then the policies.
+        # A plain audit table is converted before the install, with the chunk interval;
+        # a new one is created and converted by the install (indexes.sql); then the policies.
         return _timescale_around(
             [
                 _timescale_block(caller, "install", timescale),
@@ -439,8 +405,9 @@ class SetAuditPartitioningOp(_AlterLayoutOp):
         )
 
     def statements(self) -> list[str]:
-        block = _the_statement("partitioned", "/* installing */")
-        return [_fill(block, _partition_settings(self.caller, False, self.new))]  # type: ignore[arg-type]
+        return [
+            sql.filled("partitioned_settings", _partition_settings(self.caller, False, self.new))
+        ]
 
 
 @Operations.register_operation("convert_audit_to_hypertable")
@@ -485,13 +452,12 @@ class ConvertAuditToHypertableOp(MigrateOperation):
         )
 
     def statements(self) -> list[str]:
-        # install.sql's TimescaleDB block, run after the conversion, makes the lookup
-        # indexes (composite with ts) the way a fresh install has them.
-        indexes = _the_statement("install", "create_hypertable")
+        # indexes.sql, run after the conversion, makes the lookup indexes (composite with
+        # ts) the way a fresh install has them.
         return _timescale_around(
             [
                 _timescale_block(self.caller, "convert", self.options),
-                indexes,
+                *sql.statements("indexes"),
                 _timescale_block(self.caller, "policy", self.options),
             ],
         )

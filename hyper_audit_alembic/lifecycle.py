@@ -1,9 +1,10 @@
 """The audit trail across releases and installs: schema upgrades and adoption.
 
-- ``op.upgrade_audit(from_version=1, to_version=2)`` runs ``sql/upgrade_to_<n>.sql`` for
-  each version after ``from_version``; ``op.downgrade_audit(from_version=2, to_version=1)``
-  runs ``sql/downgrade_to_<n>.sql`` back. Each is the other's reverse. The SQL checks the
-  installed version itself (a DO block that refuses with the fix), so offline mode works.
+- ``op.upgrade_audit(from_version=1, to_version=2)`` runs ``sql/steps/<n>.sql`` for each
+  version after ``from_version``, then the current functions (``sql/functions/``);
+  ``op.downgrade_audit(from_version=2, to_version=1)`` runs ``sql/steps/<n>.down.sql``
+  back, then ``sql/released/<to_version>.sql``. Each is the other's reverse. The SQL checks
+  the installed version itself (a DO block that refuses with the fix), so offline mode works.
 - ``op.adopt_audit()`` takes over an install of the reference design (the supa_audit 0.3
   extension, or hyper_audit, with or without TimescaleDB): ``sql/adopt_prepare.sql``,
   the current install, ``sql/adopt_finish.sql``. Every history row and record id stays;

@@ -14,7 +14,7 @@ from alembic.util import CommandError
 
 from . import sql
 from .catalog import TRACKED_BY_MIGRATION
-from .quoting import qualified_name_literal, string_literal
+from .quoting import qualified_name
 
 
 class AuditOperationError(CommandError):
@@ -127,78 +127,6 @@ class UninstallAuditOp(MigrateOperation):
         return ("uninstall_audit", self.keep_history, self.drop_history)
 
 
-# The checks an op makes before it calls the SQL function, so that a missing audit schema
-# or table gives an error that names it and says what to do, online and in offline SQL
-# alike. The name is a quoted string literal (never pasted as an identifier); it is the only
-# variable part, and the dollar-quote tag is chosen so that it cannot end the body early.
-_TRACKING_CHECKS = """
-declare
-    target constant text := {target};
-begin
-    if pg_catalog.to_regprocedure('audit.{function}(regclass)') is null then
-        raise exception using
-            errcode = 'undefined_function',
-            message = 'op.{function}: the audit trail is not installed in this database, '
-                || 'so ' || target || ' cannot be {participle}',
-            hint = {not_installed_hint};
-    end if;
-    if pg_catalog.to_regclass(target) is null then
-        raise exception using
-            errcode = 'undefined_table',
-            message = 'op.{function}: table ' || target || ' does not exist',
-            hint = {missing_table_hint};
-    end if;{extra_checks}
-{options_check}    perform audit.{function}(target::regclass{call_args});{after_call}
-end
-"""
-
-# Rows stored in a child of plain (non-partition) inheritance fire only the child's
-# triggers, also when a statement names the parent: the parent's tracking alone would miss
-# them. So a parent is tracked only once all its children are.
-_INHERITANCE_CHECK = """
-    if exists (
-        select from pg_catalog.pg_inherits i
-        where i.inhparent = pg_catalog.to_regclass(target)
-            and not exists (
-                select from pg_catalog.pg_trigger t
-                where t.tgrelid = i.inhrelid
-                    and t.tgfoid = pg_catalog.to_regprocedure('audit.record_row_change()')
-            )
-    ) then
-        raise exception using
-            errcode = 'feature_not_supported',
-            message = 'op.enable_tracking: table ' || pg_catalog.to_regclass(target)::text
-                || ' has inheritance children that are not tracked: ' || (
-                    select pg_catalog.string_agg(i.inhrelid::regclass::text, ', '
-                        order by i.inhrelid::regclass::text)
-                    from pg_catalog.pg_inherits i
-                    where i.inhparent = pg_catalog.to_regclass(target)
-                        and not exists (
-                            select from pg_catalog.pg_trigger t
-                            where t.tgrelid = i.inhrelid
-                                and t.tgfoid
-                                    = pg_catalog.to_regprocedure('audit.record_row_change()')
-                        )
-                ),
-            hint = 'Rows stored in a child table fire only the triggers of the child, even '
-                || 'through the parent: track each child first (op.enable_tracking() for it '
-                || 'before the parent). Each table records its rows under its own name.';
-    end if;"""
-
-
-# Options need audit schema version 2 (the three-argument audit.enable_tracking).
-_OPTIONS_CHECK = """    if pg_catalog.to_regprocedure(
-        'audit.enable_tracking(regclass, text[], boolean)'
-    ) is null then
-        raise exception using
-            errcode = 'undefined_function',
-            message = 'op.enable_tracking: tracking options (exclude, skip_unchanged) need '
-                || 'audit schema version 2, so ' || target || ' cannot be tracked with them',
-            hint = 'Run op.upgrade_audit(from_version=1, to_version=2) first.';
-    end if;
-"""
-
-
 def check_tracking_options(exclude: Iterable[str], skip_unchanged: bool) -> tuple[list[str], bool]:
     """The options of a tracked table, checked: sorted distinct column names, a bool."""
     columns = [] if isinstance(exclude, str) else list(exclude)
@@ -213,29 +141,8 @@ def check_tracking_options(exclude: Iterable[str], skip_unchanged: bool) -> tupl
     return sorted(set(columns)), skip_unchanged
 
 
-def options_sql(exclude: list[str], skip_unchanged: bool) -> str:
-    """The options as the SQL arguments of audit.enable_tracking after the table."""
-    names = ", ".join(string_literal(column) for column in exclude)
-    return f", array[{names}]::text[], {'true' if skip_unchanged else 'false'}"
-
-
-def _dollar_quote(body: str, name_literal: str) -> str:
-    """``body`` as a dollar-quoted string whose tag does not occur in ``name_literal``."""
-    tag, number = "hyper_audit", 0
-    while f"${tag}$" in name_literal:
-        number += 1
-        tag = f"hyper_audit_{number}"
-    return f"${tag}${body}${tag}$"
-
-
 class _TrackingOp(MigrateOperation):
     sql_function: str
-    participle: str
-    # SQL string expressions (no apostrophes in the text: it sits inside a literal).
-    not_installed_hint: str
-    missing_table_hint: str
-    extra_checks = ""
-    after_call = ""
 
     def __init__(
         self,
@@ -253,25 +160,9 @@ class _TrackingOp(MigrateOperation):
     def has_options(self) -> bool:
         return bool(self.exclude) or self.skip_unchanged
 
-    def call_args(self) -> str:
-        """The options as arguments after the table ('' calls the one-argument form)."""
-        return ""
-
     def statement(self, operations: Operations) -> str:
-        target = qualified_name_literal(self.table_name, self.schema)
-        call_args = self.call_args()
-        body = _TRACKING_CHECKS.format(
-            target=target,
-            function=self.sql_function,
-            participle=self.participle,
-            not_installed_hint=self.not_installed_hint,
-            missing_table_hint=self.missing_table_hint,
-            extra_checks=self.extra_checks,
-            options_check=_OPTIONS_CHECK if call_args else "",
-            call_args=call_args,
-            after_call=self.after_call,
-        )
-        return f"do {_dollar_quote(body, target + call_args)}"
+        """The op's DO block: its checks, then the call (sql/untrack_table.sql)."""
+        return sql.filled("untrack_table", {"target": qualified_name(self.table_name, self.schema)})
 
     def to_diff_tuple(self) -> tuple[str, str | None, str]:
         return (self.sql_function, self.schema, self.table_name)
@@ -282,23 +173,23 @@ class EnableTrackingOp(_TrackingOp):
     """Start recording every change of one table."""
 
     sql_function = "enable_tracking"
-    participle = "tracked"
-    not_installed_hint = "'Run op.install_audit() first, in this migration or an earlier one.'"
-    missing_table_hint = (
-        "'Create the table before this step (op.create_table() earlier in this '\n"
-        "                || 'migration or in an earlier one), or correct the table name and '\n"
-        "                || 'schema given to op.enable_tracking().'"
-    )
-    extra_checks = _INHERITANCE_CHECK
-    # Marks the table as tracked by a migration (catalog.py reads it): autogenerate then
-    # disables tracking when the flag goes, but only warns about a table tracked by hand.
-    after_call = f"""
-    execute 'comment on trigger audit_truncate on ' || pg_catalog.to_regclass(target)::text
-        || ' is ' || pg_catalog.quote_literal('{TRACKED_BY_MIGRATION}');"""
 
-    def call_args(self) -> str:
+    def passes_options(self) -> bool:
         # Without options: the one-argument form (a tracked table keeps its options).
-        return options_sql(self.exclude, self.skip_unchanged) if self.has_options else ""
+        return self.has_options
+
+    def statement(self, operations: Operations) -> str:
+        """The op's DO block: its checks, then the call (sql/track_table.sql)."""
+        with_options = self.passes_options()
+        return sql.filled(
+            "track_table",
+            {
+                "target": qualified_name(self.table_name, self.schema),
+                "exclude": self.exclude if with_options else None,
+                "skip_unchanged": self.skip_unchanged if with_options else None,
+                "tracked_by_migration": TRACKED_BY_MIGRATION,
+            },
+        )
 
     @classmethod
     def enable_tracking(
@@ -354,9 +245,9 @@ class AlterTrackingOp(EnableTrackingOp):
             existing_exclude, existing_skip_unchanged
         )
 
-    def call_args(self) -> str:
+    def passes_options(self) -> bool:
         # Always explicit: going back to no options must clear them.
-        return options_sql(self.exclude, self.skip_unchanged)
+        return True
 
     @classmethod
     def alter_tracking(
@@ -407,16 +298,6 @@ class DisableTrackingOp(_TrackingOp):
     """Stop recording changes of one table; its history stays."""
 
     sql_function = "disable_tracking"
-    participle = "untracked"
-    not_installed_hint = (
-        "'Without the audit trail no table is tracked: remove this step, or run '\n"
-        "                || 'op.install_audit() before it.'"
-    )
-    missing_table_hint = (
-        "'Disable tracking before the table is dropped or renamed (op.disable_tracking() '\n"
-        "                || 'before op.drop_table()), or correct the table name and schema '\n"
-        "                || 'given to op.disable_tracking().'"
-    )
 
     @classmethod
     def disable_tracking(

@@ -32,7 +32,3 @@ def string_literal(value: str) -> str:
     assert render is not None
     return str(render(value))
 
-
-def qualified_name_literal(table_name: str, schema: str | None = None) -> str:
-    """A string literal that casts to the table's regclass."""
-    return string_literal(qualified_name(table_name, schema))

@@ -246,7 +246,7 @@ def test_update_of_the_key_gives_two_ids(db: Db) -> None:
 # --- enable_tracking / disable_tracking ----------------------------------------------------
 
 
-#: The triggers of a tracked table with a plain primary key (install.sql, enable_tracking).
+#: The triggers of a tracked table with a plain primary key (functions/enable_tracking_keys.sql).
 STATEMENT_LEVEL_TRIGGERS = [
     "audit_delete",
     "audit_insert",

@@ -400,7 +400,7 @@ def test_supabase_auth_columns_keep_working(engine: sa.Engine) -> None:
 
 
 def test_upgrade_from_version_1_keeps_the_rows(engine: sa.Engine) -> None:
-    run(engine, [*sql.statements("install"), *TABLE])
+    run(engine, [*sql.released_statements(1), *TABLE])
     run(engine, ["insert into item values (1, 'old')", "update item set name = 'older'"])
     run(engine, sql.upgrade_statements(1, 2))
     with Session(engine) as session:
@@ -419,7 +419,7 @@ def test_upgrade_from_version_1_keeps_the_rows(engine: sa.Engine) -> None:
 def test_the_history_command_asks_for_the_upgrade(
     engine: sa.Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run(engine, [*sql.statements("install"), *TABLE, "insert into item values (1, 'a')"])
+    run(engine, [*sql.released_statements(1), *TABLE, "insert into item values (1, 'a')"])
     url = engine.url.render_as_string(hide_password=False)
     assert main(["history", "--url", url, "item", "1"]) == 1
     assert capsys.readouterr().err == (
@@ -447,7 +447,7 @@ def test_fresh_upgraded_and_downgraded_catalogs(
         other_url = pg_server.url(other)
         other_engine = sa.create_engine(other_url)
         try:
-            run(other_engine, [*sql.statements("install"), *TABLE])
+            run(other_engine, [*sql.released_statements(1), *TABLE])
             with connect(other_url) as db:
                 version_1 = catalog_snapshot(db)
             run(other_engine, sql.upgrade_statements(1, 2))
@@ -531,7 +531,7 @@ def test_upgrade_of_a_compressed_hypertable() -> None:
     server = next(servers)  # skips where TimescaleDB is not installed
     engine = sa.create_engine(server.url())
     try:
-        run(engine, ["create extension timescaledb", *sql.statements("install"), *TABLE])
+        run(engine, ["create extension timescaledb", *sql.released_statements(1), *TABLE])
         run(engine, ["insert into item values (1, 'old')"])
         run(
             engine,
@@ -589,21 +589,31 @@ def test_the_version_guards(engine: sa.Engine) -> None:
 
 def test_the_version_helpers() -> None:
     assert sql.SCHEMA_VERSION == 2
-    found = sql.install_statements()  # install.sql, then the upgrades (others around them)
-    install, upgrade = list(sql.statements("install")), list(sql.statements("upgrade_to_2"))
-    start = found.index(install[0])
-    assert found[start : start + len(install) + len(upgrade)] == install + upgrade
-    assert sql.upgrade_statements(1, 2) == list(sql.statements("upgrade_to_2"))
+    found = sql.install_statements()  # the steps, the indexes, the functions (others around)
+    upgrade_guard = sql.filled(
+        "version_guard", {"direction": "upgrade", "target": 2, "expected": 1}
+    )
+    downgrade_guard = sql.filled(
+        "version_guard", {"direction": "downgrade", "target": 1, "expected": 2}
+    )
+    steps = [*sql.statements("steps/1"), *sql.statements("steps/2")]  # no guard needed
+    start = found.index(steps[0])
+    assert found[start : start + len(steps)] == steps
+    assert found[start + len(steps) :][: len(sql.statements("indexes"))] == list(
+        sql.statements("indexes")
+    )
+    functions = sql.function_statements()
+    assert sql.upgrade_statements(1, 2) == [upgrade_guard, *sql.statements("steps/2"), *functions]
     assert sql.upgrade_statements(2, 2) == sql.downgrade_statements(1, 1) == []
     assert sql.downgrade_statements(2, 1) == [
-        *sql.statements("downgrade_to_1"),
-        *sql.statements("install"),
+        downgrade_guard,
+        *sql.statements("steps/2.down"),
+        *sql.released_statements(1),
     ]
     for statements, version in (
-        (sql.upgrade_statements(1, 2), 2),
-        (sql.statements("downgrade_to_1"), 1),
+        (sql.statements("steps/2"), 2),
+        (sql.statements("steps/2.down"), 1),
     ):
-        assert statements[0].startswith("do $$")
         assert list(statements[-2:]) == [
             "delete from audit.schema_version",
             f"insert into audit.schema_version (version) values ({version})",

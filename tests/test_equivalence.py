@@ -1,6 +1,6 @@
 """The package's triggers write exactly the audit rows of the reference per-row design.
 
-One database holds both: the package's install.sql (schema ``audit``, statement-level
+One database holds both: the package's current install (schema ``audit``, statement-level
 triggers with transition tables plus a row trigger for key changes, or row-level
 triggers where statements cannot be paired by key) and benchmarks/reference_design.sql
 (schema ``audit_reference``, the reference's per-row trigger, named ``audit_i_u_d`` /
@@ -33,7 +33,7 @@ from audit_helpers import Db, connect
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from hyper_audit_alembic.sql import statements
+from hyper_audit_alembic.sql import install_statements
 
 REFERENCE_SQL = Path(__file__).resolve().parent.parent / "benchmarks" / "reference_design.sql"
 
@@ -82,7 +82,7 @@ def both(pg_server: Any) -> Iterator[Db]:
     with connect(pg_server.url(name)) as db:
         db.conn.autocommit = False
         with db.conn.cursor() as cur:
-            for statement in statements("install"):
+            for statement in install_statements():
                 cur.execute(statement)
             cur.execute(REFERENCE_SQL.read_text(encoding="utf-8"))
         db.conn.commit()

@@ -10,7 +10,7 @@ import asyncio
 import io
 import uuid
 from collections.abc import Iterator
-from importlib import resources
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -348,26 +348,36 @@ def test_reverse_and_diff_tuples() -> None:
 
 # --- Static checks: no server needed ---------------------------------------------------------
 
+SQL_ROOT = Path(audit_sql.__file__).parent
 SQL_FILES = sorted(
-    entry.name.removesuffix(".sql")
-    for entry in resources.files(audit_sql).iterdir()
-    if entry.name.endswith(".sql")
+    str(path.relative_to(SQL_ROOT).with_suffix("")) for path in SQL_ROOT.rglob("*.sql")
 )
 
 
 def test_sql_files_are_known() -> None:
+    functions = [f"functions/{name}" for name in sorted(audit_sql.FUNCTIONS)]
     assert SQL_FILES == [
         "adopt_finish",
         "adopt_prepare",
-        "downgrade_to_1",
         "drop_history",
-        "install",
+        *functions,
+        "indexes",
         "partitioned",
         "partitioned_check",
+        "partitioned_convert",
+        "partitioned_settings",
         "refuse_if_history",
+        "released/1",
+        "released/2",
         "remove_functions",
+        "steps/1",
+        "steps/2",
+        "steps/2.down",
+        "timescale_plan",
         "timescale_policy",
-        "upgrade_to_2",
+        "track_table",
+        "untrack_table",
+        "version_guard",
     ]
 
 
@@ -381,93 +391,6 @@ def test_sql_statements_survive_offline_mode_and_text(name: str) -> None:
         clause = sa.text(statement)
         assert clause._bindparams == {}, statement
         assert clause.compile().params == {}, statement
-
-
-ENABLE_WEIRD = """do $hyper_audit_1$
-declare
-    target constant text := '"O''Brien"."we""ird %s :x $hyper_audit$"';
-begin
-    if pg_catalog.to_regprocedure('audit.enable_tracking(regclass)') is null then
-        raise exception using
-            errcode = 'undefined_function',
-            message = 'op.enable_tracking: the audit trail is not installed in this database, '
-                || 'so ' || target || ' cannot be tracked',
-            hint = 'Run op.install_audit() first, in this migration or an earlier one.';
-    end if;
-    if pg_catalog.to_regclass(target) is null then
-        raise exception using
-            errcode = 'undefined_table',
-            message = 'op.enable_tracking: table ' || target || ' does not exist',
-            hint = 'Create the table before this step (op.create_table() earlier in this '
-                || 'migration or in an earlier one), or correct the table name and '
-                || 'schema given to op.enable_tracking().';
-    end if;
-    if exists (
-        select from pg_catalog.pg_inherits i
-        where i.inhparent = pg_catalog.to_regclass(target)
-            and not exists (
-                select from pg_catalog.pg_trigger t
-                where t.tgrelid = i.inhrelid
-                    and t.tgfoid = pg_catalog.to_regprocedure('audit.record_row_change()')
-            )
-    ) then
-        raise exception using
-            errcode = 'feature_not_supported',
-            message = 'op.enable_tracking: table ' || pg_catalog.to_regclass(target)::text
-                || ' has inheritance children that are not tracked: ' || (
-                    select pg_catalog.string_agg(i.inhrelid::regclass::text, ', '
-                        order by i.inhrelid::regclass::text)
-                    from pg_catalog.pg_inherits i
-                    where i.inhparent = pg_catalog.to_regclass(target)
-                        and not exists (
-                            select from pg_catalog.pg_trigger t
-                            where t.tgrelid = i.inhrelid
-                                and t.tgfoid
-                                    = pg_catalog.to_regprocedure('audit.record_row_change()')
-                        )
-                ),
-            hint = 'Rows stored in a child table fire only the triggers of the child, even '
-                || 'through the parent: track each child first (op.enable_tracking() for it '
-                || 'before the parent). Each table records its rows under its own name.';
-    end if;
-    perform audit.enable_tracking(target::regclass);
-    execute 'comment on trigger audit_truncate on ' || pg_catalog.to_regclass(target)::text
-        || ' is ' || pg_catalog.quote_literal('tracked by a hyper_audit_alembic migration');
-end
-$hyper_audit_1$"""
-
-DISABLE_ACCOUNT = """do $hyper_audit$
-declare
-    target constant text := 'account';
-begin
-    if pg_catalog.to_regprocedure('audit.disable_tracking(regclass)') is null then
-        raise exception using
-            errcode = 'undefined_function',
-            message = 'op.disable_tracking: the audit trail is not installed in this database, '
-                || 'so ' || target || ' cannot be untracked',
-            hint = 'Without the audit trail no table is tracked: remove this step, or run '
-                || 'op.install_audit() before it.';
-    end if;
-    if pg_catalog.to_regclass(target) is null then
-        raise exception using
-            errcode = 'undefined_table',
-            message = 'op.disable_tracking: table ' || target || ' does not exist',
-            hint = 'Disable tracking before the table is dropped or renamed (op.disable_tracking() '
-                || 'before op.drop_table()), or correct the table name and schema '
-                || 'given to op.disable_tracking().';
-    end if;
-    perform audit.disable_tracking(target::regclass);
-end
-$hyper_audit$"""
-
-
-def test_enable_tracking_statement_text() -> None:
-    # The name is a string literal; the dollar-quote tag avoids what the name holds.
-    statement = audit_ops.EnableTrackingOp('we"ird %s :x $hyper_audit$', schema="O'Brien").statement
-    assert statement(None) == ENABLE_WEIRD  # type: ignore[arg-type]
-    assert audit_ops.DisableTrackingOp("account").statement(None) == (  # type: ignore[arg-type]
-        DISABLE_ACCOUNT
-    )
 
 
 OPERATIONS = {

@@ -296,8 +296,12 @@ def test_offline_sql_equals_online(
         )
 
     text = offline_sql(script)
-    assert text.count("perform audit.enable_tracking(target::regclass, array[") == 2
-    assert "array['token', 'v']::text[], true);" in text
+    assert (
+        text.count("perform audit.enable_tracking(target::regclass, exclude, skip_unchanged)") == 2
+    )
+    assert "    exclude constant text[] := array['token', 'v']::text[];\n" in text
+    assert "    exclude constant text[] := array['token']::text[];\n" in text
+    assert text.count("    skip_unchanged constant boolean := true;\n") == 1
     run_online(engine, lambda op: op.install_audit())
     with connect(db_url) as db:
         db.run(TABLES)
@@ -320,7 +324,7 @@ def test_upgrade_from_1_keeps_tracking_and_downgrade_restores_version_1(
     engine: sa.Engine, db_url: str
 ) -> None:
     with engine.begin() as connection:
-        for statement in sql.statements("install"):
+        for statement in sql.released_statements(1):
             connection.exec_driver_sql(statement, execution_options={"no_parameters": True})
     with connect(db_url) as db:
         db.run(TABLES)

@@ -189,7 +189,7 @@ def test_install_makes_record_version_a_hypertable_on_ts(db: Db, ts_engine: sa.E
     run_online(ts_engine, install)
 
     assert_hypertable_layout(db)
-    assert db.one("select version from audit.schema_version") == 2  # install.sql, upgrades
+    assert db.one("select version from audit.schema_version") == 2  # every step of the install
     # The history's columns and checks are those of the plain install.
     assert db.rows(
         "select attname::text, format_type(atttypid, atttypmod), attnotnull from pg_attribute"

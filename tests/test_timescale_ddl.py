@@ -1,4 +1,4 @@
-"""The TimescaleDB branch of install.sql, checked on any PostgreSQL (no TimescaleDB needed).
+"""The TimescaleDB branch of indexes.sql, checked on any PostgreSQL (no TimescaleDB needed).
 
 ``test_timescale.py`` runs the branch for real where TimescaleDB is installed; CI has no
 TimescaleDB, so these tests run its SQL here: every statement of the branch except the
@@ -19,7 +19,7 @@ from audit_helpers import Db, connect, offline_sql, record_id, run_online
 
 from hyper_audit_alembic import sql
 
-#: Audit schema version 2's index of transaction ids (upgrade_to_2.sql), on every layout: not
+#: Audit schema version 2's index of transaction ids (steps/2.sql), on every layout: not
 #: unique, so create_hypertable keeps it (on each chunk); lookups by transaction need no ts.
 TRANSACTION_ID_INDEX = (
     "CREATE INDEX record_version_transaction_id ON audit.record_version USING btree"
@@ -55,15 +55,15 @@ CREATE_HYPERTABLE = (
 )
 
 SHAPE_CHANGED = (
-    "the TimescaleDB block of install.sql no longer has the shape this test reads "
+    "the TimescaleDB block of indexes.sql no longer has the shape this test reads "
     "(if timescale_schema is not null then <conversion> <indexes> else <plain> end if): "
     "update the test with it"
 )
 
 
 def timescale_block() -> str:
-    """The install statement that converts audit.record_version to a hypertable."""
-    (block,) = [s for s in sql.statements("install") if "create_hypertable" in s]
+    """The install statement (indexes.sql) that converts audit.record_version to a hypertable."""
+    (block,) = sql.statements("indexes")
     return block
 
 

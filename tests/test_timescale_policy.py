@@ -116,7 +116,7 @@ HYPERTABLE: dict[str, Any] = {
 def planner(db_url: str) -> Iterator[Db]:
     """A connection with pg_temp.hyper_audit_timescale_plan(), as the operations create it."""
     with connect(db_url) as db:
-        create, _, drop = sql.statements("timescale_policy")
+        create, drop = sql.statements("timescale_plan")
         db.run(create)
         yield db
         db.run(drop)
@@ -244,7 +244,7 @@ def test_plan_of_the_conversion_of_a_plain_table(planner: Db) -> None:
         "select \"Time Series\".create_hypertable('audit.record_version', 'ts', "
         "create_default_indexes => false, migrate_data => true)",
     ]
-    # A new install is created and converted by install.sql; a hypertable stays.
+    # A new install is created and converted by indexes.sql; a hypertable stays.
     assert plan(planner, layout="missing", phase="install") == []
     assert plan(planner, phase="install") == []
     assert plan(planner, phase="convert") == []
@@ -359,8 +359,12 @@ def test_without_timescaledb_the_operations_fail_with_the_fix(
 
 def test_offline_sql_carries_the_values_into_the_do_block() -> None:
     text = offline_sql(set_policy(compress_after="30 days", retention=None))
-    create, _, drop = sql.statements("timescale_policy")
-    assert text.index("\n" + create + ";\n") < text.index("do $$") < text.index(drop + ";\n")
+    create, drop = sql.statements("timescale_plan")
+    assert (
+        text.index("\n" + create + ";\n")
+        < text.index("do $hyper_audit$")
+        < text.index(drop + ";\n")
+    )
     assert "    caller constant text := 'op.set_audit_timescale_policy';\n" in text
     assert "    phase constant text := 'policy';\n" in text
     assert "    set_chunk_interval constant boolean := false;\n" in text

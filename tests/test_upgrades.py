@@ -1,7 +1,7 @@
 """Upgrading the audit schema between releases: ``op.upgrade_audit`` / ``op.downgrade_audit``.
 
-Every released audit schema version is installed as its release installed it (install.sql,
-then the upgrades that release had), given tracked tables and history, and upgraded to the
+Every released audit schema version is installed as its release installed it (its frozen
+SQL, ``sql/released/<n>.sql``), given tracked tables and history, and upgraded to the
 current version online and through offline SQL applied with psql. The result must be the
 catalog of a fresh install of the current version, with every history row kept and
 readable and tracking still working; the downgrade must give back the old behaviour with
@@ -10,6 +10,7 @@ every row kept. Autogenerate proposes the upgrade (exact text) and round-trips i
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,21 +42,43 @@ from hyper_audit_alembic.ops import AuditOperationError
 from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
 
 #: Every released audit schema version older than the current one.
-RELEASED = list(range(1, sql.SCHEMA_VERSION))
+RELEASED = [version for version in sql.RELEASED_VERSIONS if version < sql.SCHEMA_VERSION]
 CURRENT = sql.SCHEMA_VERSION
 
 UPGRADE_LINE = f"op.upgrade_audit(from_version=1, to_version={CURRENT})"
 DOWNGRADE_LINE = f"op.downgrade_audit(from_version={CURRENT}, to_version=1)"
 
 
-def released_install(version: int) -> list[str]:
-    """What the release of ``version`` ran to install it: install.sql and its upgrades."""
-    return [*sql.statements("install"), *sql.upgrade_statements(1, version)]
+#: The sha256 of each released version's frozen SQL (sql/released/<n>.sql), recorded at
+#: its release. Installs of these versions exist in users' databases: the upgrade tests
+#: start from this text, so it must stay as released. Never update a hash; add one when
+#: a version is released (sql/README.md).
+RELEASED_SHA256 = {
+    1: "3bd9945270de0105a24eb16612cd54f6f44655d481c45dc354f5d9abe544e160",
+    2: "0fd968256e7f71bead2c83ea0c05b5bddfe4247e004257bc2346fdddfb954f95",
+}
+
+
+def released_text(version: int) -> bytes:
+    return (Path(sql.__file__).parent / "released" / f"{version}.sql").read_bytes()
+
+
+@pytest.mark.parametrize("version", sorted(RELEASED_SHA256))
+def test_released_versions_are_frozen(version: int) -> None:
+    assert hashlib.sha256(released_text(version)).hexdigest() == RELEASED_SHA256[version], (
+        f"sql/released/{version}.sql changed. It is the SQL that installs of audit schema "
+        f"version {version} were made with: put the change into a new version step instead "
+        f"(sql/README.md)."
+    )
 
 
 def install_released(engine: sa.Engine, version: int) -> None:
+    """Install ``version`` as its release did: its frozen SQL, checked against its hash."""
+    assert hashlib.sha256(released_text(version)).hexdigest() == RELEASED_SHA256[version], (
+        f"sql/released/{version}.sql is not the SQL version {version} was released with"
+    )
     with engine.begin() as connection:
-        for statement in released_install(version):
+        for statement in sql.released_statements(version):
             connection.exec_driver_sql(statement, execution_options={"no_parameters": True})
 
 
@@ -224,6 +247,26 @@ def test_upgrade_online_keeps_history_and_equals_a_fresh_install(
         run_online(engine, lambda op: op.upgrade_audit(from_version=version, to_version=CURRENT))
         assert catalog_snapshot(db) == current_snapshot
         assert len(db.audit_rows()) == len(HISTORY) + 4
+
+
+@pytest.mark.parametrize("version", sql.RELEASED_VERSIONS)
+def test_install_over_a_released_version_keeps_history_and_equals_a_fresh_install(
+    version: int, engine: sa.Engine, db_url: str, current_snapshot: dict[str, Any]
+) -> None:
+    """op.install_audit() over an install any release made (today's main made version 2)."""
+    install_released(engine, version)
+    with connect(db_url) as db:
+        populate(engine, db)
+        before = db.audit_rows()
+        if version == CURRENT:
+            # The current version as released is what a fresh install makes, functions
+            # (by their definitions), privileges and event triggers included.
+            assert catalog_snapshot(db) == current_snapshot
+        run_online(engine, lambda op: op.install_audit())
+        assert catalog_snapshot(db) == current_snapshot
+        assert db.audit_rows() == before
+        after = write_more(db)
+        assert db.normalized_audit_rows() == HISTORY + after
 
 
 def write_more_again(db: Db) -> list[tuple[Any, ...]]:

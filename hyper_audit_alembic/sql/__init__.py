@@ -1,29 +1,114 @@
 """The audit schema as SQL files, split into statements that Alembic can emit one by one.
 
+The layout (README.md in this folder tells how to change it):
+
+- ``steps/<n>.sql`` turns audit schema version n - 1 into version n: tables, columns,
+  indexes, defaults, grants and the recorded version, never a function definition;
+  ``steps/<n>.down.sql`` turns version n back into n - 1, keeping every recorded row.
+- ``functions/<name>.sql``: the current definition of each function (with its privileges
+  and its event trigger), replayed after the steps by every install and every upgrade, in
+  the order of :data:`FUNCTIONS`.
+- ``indexes.sql``: the lookup indexes for the audit table's layout (plain or hypertable).
+- ``released/<n>.sql``: every released version's complete SQL as it was released, frozen.
+  Tests start upgrades from it, and a downgrade to version n replays it.
+
 Statements are executed one at a time because drivers that prepare statements
 (asyncpg, psycopg 3 with parameters) refuse several commands in one call, and
-because offline output reads better with one terminated statement per block.
+because offline output reads better with one terminated statement per block. sqlparse
+splits them (it knows quoted strings and identifiers, dollar-quoted bodies and both kinds
+of comment).
+
+Values chosen at op time go into templates (:func:`filled`), quoted by SQLAlchemy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
+from typing import TypeAlias
 
-#: The audit schema version this release installs: ``install.sql`` creates version 1,
-#: ``upgrade_to_<n>.sql`` turns version n - 1 into version n, ``downgrade_to_<n>.sql`` back.
+from sqlparse import engine
+from sqlparse import tokens as token_types
+from sqlparse.sql import Token
+
+from ..quoting import string_literal
+
+#: The audit schema version this release installs (the last of ``steps/``).
 SCHEMA_VERSION = 2
+
+#: The versions whose SQL is frozen in ``released/``: installs of them exist.
+RELEASED_VERSIONS = (1, 2)
+
+#: The files of ``functions/``, in the order they are created (a SQL-language function is
+#: checked when it is created, so what it calls comes first).
+FUNCTIONS = (
+    "uuid_v5",
+    "primary_key_columns",
+    "record_id_text_any",
+    "record_id_text",
+    "to_record_id",
+    "record_row_change",
+    "record_key_change",
+    "record_truncate",
+    "trigger_arguments",
+    "key_change_function",
+    "enable_tracking_keys",
+    "drop_tracking_triggers",
+    "disable_tracking",
+    "follow_primary_key_changes",
+    "refuse_unsafe_json_casts",
+    "trigger_argument_list",
+    "tracking_options",
+    "set_tracking_options",
+    "enable_tracking",
+)
+
+
+def text_of(name: str) -> str:
+    """The text of ``sql/<name>.sql`` (``name`` may hold a folder: ``steps/1``)."""
+    return resources.files(__name__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
 
 
 @cache
 def statements(name: str) -> tuple[str, ...]:
     """The statements of ``sql/<name>.sql``, without their terminating semicolons."""
-    text = resources.files(__name__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
-    return tuple(split_statements(text))
+    return tuple(split_statements(text_of(name)))
+
+
+def function_statements() -> list[str]:
+    """Every function's current definition, in :data:`FUNCTIONS` order."""
+    return [statement for name in FUNCTIONS for statement in statements(f"functions/{name}")]
+
+
+def released_statements(version: int) -> list[str]:
+    """The statements of released version ``version`` as it was released (frozen)."""
+    if version not in RELEASED_VERSIONS:
+        raise ValueError(
+            f"audit schema version {version!r} was not released; the released versions are "
+            f"{', '.join(map(str, RELEASED_VERSIONS))}"
+        )
+    return list(statements(f"released/{version}"))
+
+
+def schema_files() -> list[str]:
+    """The files that make the current version from nothing, in the order they run: every
+    step, the indexes, every function. ``released/<n>.sql`` freezes them (:func:`release_text`)."""
+    return [
+        *(f"steps/{version}" for version in range(1, SCHEMA_VERSION + 1)),
+        "indexes",
+        *(f"functions/{name}" for name in FUNCTIONS),
+    ]
+
+
+def release_text() -> str:
+    """The complete SQL of the current version, to freeze as ``released/<n>.sql`` when it is
+    released (sql/README.md)."""
+    return "\n".join(text_of(name) for name in schema_files())
 
 
 def install_statements() -> list[str]:
-    """Install the current version: ``install.sql`` (version 1), then every upgrade.
+    """Install the current version: every step, the indexes, then every function.
 
     Idempotent: over an existing audit schema (of any version up to this one) the recorded
     history stays and the schema ends at :data:`SCHEMA_VERSION`. Over an install of the
@@ -32,37 +117,61 @@ def install_statements() -> list[str]:
     """
     return [
         *statements("adopt_prepare"),
-        *statements("install"),
-        *upgrade_statements(1, SCHEMA_VERSION),
+        *(statement for name in schema_files() for statement in statements(name)),
         *statements("adopt_finish"),
     ]
 
 
 def upgrade_statements(from_version: int, to_version: int) -> list[str]:
-    """Turn audit schema ``from_version`` into ``to_version`` (later; equal: nothing)."""
+    """Turn audit schema ``from_version`` into ``to_version`` (later; equal: nothing).
+
+    The steps after ``from_version``, then the current functions.
+    """
     _check_versions(from_version, to_version, to_version >= from_version, "upgrade")
-    return [
-        statement
-        for version in range(from_version + 1, to_version + 1)
-        for statement in statements(f"upgrade_to_{version}")
-    ]
+    if from_version == to_version:
+        return []
+    if to_version != SCHEMA_VERSION:
+        # The functions of an intermediate version are those it was released with.
+        return [*_steps(from_version, to_version), *released_statements(to_version)]
+    return [*_steps(from_version, to_version), *function_statements()]
 
 
 def downgrade_statements(from_version: int, to_version: int) -> list[str]:
     """Turn audit schema ``from_version`` back into ``to_version``, keeping recorded data.
 
-    Ending at version 1 re-runs ``install.sql`` (idempotent), which restores the version-1
-    function definitions and records version 1.
+    The downgrade steps, then ``released/<to_version>.sql`` (idempotent), which restores
+    that version's function definitions and records its number.
     """
     _check_versions(from_version, to_version, to_version <= from_version, "downgrade")
-    found = [
+    if from_version == to_version:
+        return []
+    return [*_down_steps(from_version, to_version), *released_statements(to_version)]
+
+
+def _steps(from_version: int, to_version: int) -> list[str]:
+    """Each step after ``from_version`` up to ``to_version``, after its version guard (an
+    install runs the step files alone: from step 1 on, each finds the version it expects)."""
+    return [
         statement
-        for version in range(from_version - 1, to_version - 1, -1)
-        for statement in statements(f"downgrade_to_{version}")
+        for version in range(from_version + 1, to_version + 1)
+        for statement in (_guard("upgrade", version, version - 1), *statements(f"steps/{version}"))
     ]
-    if found and to_version == 1:
-        found += statements("install")
-    return found
+
+
+def _down_steps(from_version: int, to_version: int) -> list[str]:
+    """Each downgrade step from ``from_version`` back to ``to_version``, after its guard."""
+    return [
+        statement
+        for version in range(from_version, to_version, -1)
+        for statement in (
+            _guard("downgrade", version - 1, version),
+            *statements(f"steps/{version}.down"),
+        )
+    ]
+
+
+def _guard(direction: str, target: int, expected: int) -> str:
+    return filled("version_guard", {"direction": direction, "target": target, "expected": expected})
 
 
 def _check_versions(from_version: int, to_version: int, ordered: bool, what: str) -> None:
@@ -83,49 +192,78 @@ def _check_versions(from_version: int, to_version: int, ordered: bool, what: str
         )
 
 
+# -- splitting -------------------------------------------------------------------------
+
+
+def _around(token: Token) -> bool:
+    """Whitespace or a comment: left out around a statement."""
+    return bool(token.is_whitespace or token.ttype in token_types.Comment)
+
+
 def split_statements(text: str) -> list[str]:
-    """Split SQL text at top-level semicolons.
-
-    Knows single-quoted strings, quoted identifiers, dollar-quoted bodies and comments,
-    which is all our files use.
-    """
+    """Split SQL text into its statements, each without the comments around it and
+    without its terminating semicolon (sqlparse finds where each statement ends)."""
     found: list[str] = []
-    start = i = 0
-    length = len(text)
-    while i < length:
-        char = text[i]
-        if char == "-" and text.startswith("--", i):
-            end = text.find("\n", i)
-            i = length if end < 0 else end + 1
-        elif char in ("'", '"'):
-            end = text.find(char, i + 1)
-            while end >= 0 and text.startswith(char * 2, end):
-                end = text.find(char, end + 2)
-            if end < 0:
-                raise ValueError("unterminated quote in SQL text")
-            i = end + 1
-        elif char == "$":
-            tag_end = text.find("$", i + 1)
-            tag = text[i : tag_end + 1]
-            if tag_end > 0 and (tag == "$$" or tag[1:-1].isidentifier()):
-                end = text.find(tag, tag_end + 1)
-                if end < 0:
-                    raise ValueError(f"unterminated {tag} body in SQL text")
-                i = end + len(tag)
-            else:
-                i += 1
-        elif char == ";":
-            found.append(text[start:i])
-            start = i = i + 1
-        else:
-            i += 1
-    found.append(text[start:])
-    return [stmt for stmt in (_strip_comments(s) for s in found) if stmt]
+    for statement in engine.FilterStack().run(text):  # type: ignore[no-untyped-call]
+        parts = list(statement.flatten())
+        while parts and _around(parts[0]):
+            parts.pop(0)
+        while parts and _around(parts[-1]):
+            parts.pop()
+        if parts and parts[-1].match(token_types.Punctuation, ";"):
+            parts.pop()
+        while parts and _around(parts[-1]):
+            parts.pop()
+        if parts:
+            found.append("".join(part.value for part in parts))
+    return found
 
 
-def _strip_comments(statement: str) -> str:
-    """Drop the comment lines and blank lines that lead a statement."""
-    lines = statement.strip().splitlines()
-    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
-        lines.pop(0)
-    return "\n".join(lines).strip()
+# -- templates -------------------------------------------------------------------------
+
+#: A value an operation puts into a template: text, a number, a flag, a list of names, or
+#: None (SQL null).
+Value: TypeAlias = "str | int | bool | Sequence[str] | None"
+
+#: The tag of a template's dollar-quoted body; another is chosen when a value holds it.
+BODY_TAG = "hyper_audit"
+
+
+def literal(value: Value) -> str:
+    """``value`` as a SQL literal; text is quoted by SQLAlchemy's PostgreSQL dialect."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return string_literal(value)
+    return "array[" + ", ".join(string_literal(item) for item in value) + "]::text[]"
+
+
+def filled(name: str, values: Mapping[str, Value]) -> str:
+    """The one statement of the template ``sql/<name>.sql`` with its values in place.
+
+    A template is a DO block whose body is dollar-quoted with the tag ``$hyper_audit$`` and
+    whose values are written ``:'name'``, each once (it reads like psql's quoted variable).
+    Each value becomes a SQL literal (:func:`literal`); when one holds the body's tag,
+    another tag (``$hyper_audit_1$`` ...) quotes the body, so no value can end it early.
+    """
+    (template,) = statements(name)
+    if template.count(":'") != len(values):
+        raise AssertionError(f"sql/{name}.sql does not have exactly the placeholders {values}")
+    literals = {key: literal(value) for key, value in values.items()}
+    tag, number = BODY_TAG, 0
+    while any(f"${tag}" in text for text in literals.values()):
+        number += 1
+        tag = f"{BODY_TAG}_{number}"
+    if template.count(f"${BODY_TAG}$") != 2:
+        raise AssertionError(f"sql/{name}.sql: the body must be quoted by ${BODY_TAG}$")
+    template = template.replace(f"${BODY_TAG}$", f"${tag}$")
+    for key, text in literals.items():
+        placeholder = f":'{key}'"
+        if template.count(placeholder) != 1:
+            raise AssertionError(f"sql/{name}.sql: placeholder {placeholder} is not there once")
+        template = template.replace(placeholder, text)
+    return template

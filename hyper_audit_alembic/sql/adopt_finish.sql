@@ -1,4 +1,4 @@
--- Completes the take-over that adopt_prepare.sql began, after install.sql and the upgrades:
+-- Completes the take-over that adopt_prepare.sql began, after the steps and the functions:
 -- every table that a trigger of the reference design tracks (audit_i_u_d / audit_t, or any
 -- trigger that runs audit.insert_update_delete_trigger() or audit.truncate_trigger()) loses
 -- those triggers and is tracked by ours (audit.enable_tracking), in this same transaction:

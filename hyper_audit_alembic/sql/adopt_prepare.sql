@@ -5,11 +5,12 @@
 --
 -- Runs first in every install (sql.install_statements(): op.install_audit() and
 -- op.adopt_audit()), and finds nothing to do unless such an install is there. Then it makes
--- the existing objects ours before install.sql runs: out of the extension, the table's
--- constraints under our names, and the two functions whose parameter the reference names
--- differently dropped (CREATE OR REPLACE cannot rename a parameter). The reference's
--- triggers keep running on the same audit.primary_key_columns / audit.to_record_id names;
--- adopt_finish.sql moves the tracked tables to our triggers after install.sql, and only then
+-- the existing objects ours before the install's steps run: out of the extension, and the
+-- two functions whose parameter the reference names differently dropped (CREATE OR REPLACE
+-- cannot rename a parameter). steps/1.sql gives the table's check constraints our names.
+-- The reference's triggers keep running on the same audit.primary_key_columns /
+-- audit.to_record_id names; adopt_finish.sql moves the tracked tables to our triggers after
+-- the install, and only then
 -- drops the reference's trigger functions. One transaction (the migration's): nothing is
 -- missed or recorded twice.
 --
@@ -139,72 +140,6 @@ begin
                     || ' dropped; its audit schema, history and tracked tables are kept';
         end if;
     end loop;
-end
-$$;
-
--- The reference's check constraints have generated names (record_version_check,
--- record_version_check1, ...): each takes the name install.sql gives the same condition,
--- found by comparing definitions with those of a probe table.
-do $$
-declare
-    wanted record;
-    existing name;
-begin
-    if (
-        pg_catalog.to_regprocedure('audit.insert_update_delete_trigger()') is null
-        and pg_catalog.to_regprocedure('audit.truncate_trigger()') is null
-    )
-        or pg_catalog.to_regclass('audit.record_version') is null
-    then
-        return;
-    end if;
-    create temporary table hyper_audit_adopt_probe (
-        record_id uuid,
-        old_record_id uuid,
-        op audit.operation not null,
-        record jsonb,
-        old_record jsonb,
-        constraint record_version_has_record_id check (
-            coalesce(record_id, old_record_id) is not null or op = 'TRUNCATE'
-        ),
-        constraint record_version_record_id_when_new check (
-            (op in ('INSERT', 'UPDATE')) = (record_id is not null)
-        ),
-        constraint record_version_record_when_new check (
-            (op in ('INSERT', 'UPDATE')) = (record is not null)
-        ),
-        constraint record_version_old_record_id_when_old check (
-            (op in ('UPDATE', 'DELETE')) = (old_record_id is not null)
-        ),
-        constraint record_version_old_record_when_old check (
-            (op in ('UPDATE', 'DELETE')) = (old_record is not null)
-        )
-    ) on commit drop;
-    for wanted in
-        select k.conname, pg_catalog.pg_get_constraintdef(k.oid) as definition
-        from pg_catalog.pg_constraint k
-        where k.conrelid = 'hyper_audit_adopt_probe'::pg_catalog.regclass and k.contype = 'c'
-        order by k.conname
-    loop
-        continue when exists (
-            select from pg_catalog.pg_constraint k
-            where k.conrelid = 'audit.record_version'::pg_catalog.regclass
-                and k.conname = wanted.conname
-        );
-        select k.conname into existing
-        from pg_catalog.pg_constraint k
-        where k.conrelid = 'audit.record_version'::pg_catalog.regclass
-            and k.contype = 'c'
-            and pg_catalog.pg_get_constraintdef(k.oid) = wanted.definition
-        order by k.conname
-        limit 1;
-        if existing is not null then
-            execute 'alter table audit.record_version rename constraint '
-                || pg_catalog.quote_ident(existing) || ' to '
-                || pg_catalog.quote_ident(wanted.conname);
-        end if;
-    end loop;
-    drop table hyper_audit_adopt_probe;
 end
 $$;
 

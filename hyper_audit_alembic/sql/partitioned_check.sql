@@ -1,7 +1,7 @@
--- Runs before install.sql for op.install_audit(partitioned=...): where the timescaledb
--- extension is installed, install.sql makes audit.record_version a hypertable, and a
+-- Runs before the install for op.install_audit(partitioned=...): where the timescaledb
+-- extension is installed, the install (indexes.sql) makes audit.record_version a hypertable, and a
 -- hypertable cannot also be natively partitioned. An audit table that is partitioned
--- already stays so (install.sql leaves it alone).
+-- already stays so (indexes.sql leaves it alone).
 do $$
 declare
     kind "char" := (

@@ -4,33 +4,11 @@
 -- version 2 was installed (history() reads them; upgrading again keeps them). They stop
 -- being filled: their defaults go, and so does the index of transaction ids (rows written
 -- from now on have none; upgrading again rebuilds it). The version-1 function definitions
--- are restored by install.sql's statements, which the downgrade runs after this file.
+-- are restored by released/1.sql (version 1 as released, idempotent), which the downgrade
+-- runs after this file.
 -- The text holds no '%' and no ':name'.
 
-do $$
-declare
-    installed integer;
-begin
-    if pg_catalog.to_regclass('audit.schema_version') is not null then
-        select max(v.version) into installed from audit.schema_version v;
-    end if;
-    if installed is distinct from 2 then
-        raise exception using
-            errcode = 'object_not_in_prerequisite_state',
-            message = 'audit schema downgrade to version 1: the installed audit schema is '
-                || coalesce('version ' || installed::text, 'missing') || ', not version 2',
-            hint = case
-                when installed is null then
-                    'There is no audit schema to downgrade in this database.'
-                when installed = 1 then
-                    'The audit schema is at version 1 already: there is nothing to downgrade.'
-                else
-                    'Downgrade to version 2 first.'
-            end;
-    end if;
-end
-$$;
-
+-- (version_guard.sql runs before this step: the installed version must be 2.)
 alter table audit.record_version
     alter column actor drop default,
     alter column context drop default,
@@ -64,8 +42,8 @@ drop function if exists audit.tracking_options(regclass);
 
 drop function if exists audit.trigger_argument_list(bytea);
 
--- Version 1's enable_tracking gets its name back (install.sql then restores its body, and
--- those of the trigger functions).
+-- Version 1's enable_tracking gets its name back (released/1.sql then restores its body,
+-- and those of the trigger functions).
 do $$
 begin
     if pg_catalog.to_regprocedure('audit.enable_tracking_keys(regclass)') is not null then

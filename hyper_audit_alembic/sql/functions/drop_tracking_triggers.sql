@@ -1,0 +1,42 @@
+-- Drops every audit trigger of a table (of this version and earlier ones), and the
+-- key-change functions no trigger uses any more; true when there was a trigger.
+create or replace function audit.drop_tracking_triggers(target regclass)
+returns boolean
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    trigger_name name;
+    unused regprocedure;
+    found_one boolean := false;
+begin
+    for trigger_name in
+        select t.tgname from pg_trigger t
+        where t.tgrelid = target
+            and t.tgname in (
+                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
+                'audit_key_change', 'audit_truncate'
+            )
+        order by t.tgname
+    loop
+        execute 'drop trigger ' || quote_ident(trigger_name) || ' on ' || target::text;
+        found_one := true;
+    end loop;
+    for unused in
+        select p.oid::regprocedure from pg_proc p
+        where p.pronamespace = 'audit'::regnamespace
+            and left(p.proname, 12) = 'key_changed_'
+            and not exists (
+                select from pg_depend d
+                where d.classid = 'pg_trigger'::regclass
+                    and d.refclassid = 'pg_proc'::regclass and d.refobjid = p.oid
+            )
+    loop
+        execute 'drop function ' || unused::text;
+    end loop;
+    return found_one;
+end
+$$;
+
+revoke all on function audit.drop_tracking_triggers(regclass) from public;

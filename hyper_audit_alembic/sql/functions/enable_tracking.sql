@@ -1,0 +1,91 @@
+-- Per-table options (version 2): op.enable_tracking(..., exclude=[...], skip_unchanged=True).
+-- They are stored as trigger arguments after the key columns and an empty separator
+-- argument (no column name is empty): 'exclude=<column>' for each excluded column, in
+-- name order, then 'skip_unchanged'. So they cost no lookup per statement or row, survive
+-- pg_dump / restore with the triggers, and a table without options has exactly the
+-- triggers (and the trigger path) of version 1. catalog.py parses them back.
+--
+-- Tracks a table with these options (replacing its current ones). Idempotent.
+create or replace function audit.enable_tracking(
+    target regclass, exclude text[], skip_unchanged boolean
+)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    options text[] := '{}';
+    wrong text;
+begin
+    if exclude is null or skip_unchanged is null then
+        raise exception using
+            errcode = 'null_value_not_allowed',
+            message = 'audit.enable_tracking: exclude and skip_unchanged must not be null',
+            hint = 'Pass ''{}'' and false for the defaults.';
+    end if;
+    if array_position(exclude, null) is not null or '' = any (exclude) then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.enable_tracking: exclude holds a null or empty column name';
+    end if;
+    wrong := (
+        select string_agg(quote_ident(c), ', ' order by c)
+        from unnest(exclude) as c
+        where c = any (audit.primary_key_columns(target))
+    );
+    if wrong is not null then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.enable_tracking: cannot exclude ' || wrong || ' of table '
+                || target::text || ': primary-key columns identify each record',
+            hint = 'Leave the primary-key columns out of exclude.';
+    end if;
+    wrong := (
+        select string_agg(quote_ident(c), ', ' order by c)
+        from unnest(exclude) as c
+        where not exists (
+            select from pg_attribute a
+            where a.attrelid = target and a.attname = c and a.attnum > 0 and not a.attisdropped
+        )
+    );
+    if wrong is not null then
+        raise exception using
+            errcode = 'undefined_column',
+            message = 'audit.enable_tracking: cannot exclude ' || wrong || ': table '
+                || target::text || ' has no such column';
+    end if;
+    options := array(
+        select 'exclude=' || d.c from (select distinct c from unnest(exclude) as c) as d
+        order by d.c
+    );
+    if skip_unchanged then
+        options := options || 'skip_unchanged'::text;
+    end if;
+    -- Version 1's triggers first (made anew or kept as they are), then the options.
+    perform audit.set_tracking_options(target, '{}');
+    perform audit.enable_tracking_keys(target);
+    perform audit.set_tracking_options(target, options);
+end
+$$;
+
+-- Tracks a table, keeping the options it is tracked with (none for a new one). The event
+-- trigger that follows primary-key changes calls this.
+create or replace function audit.enable_tracking(target regclass)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    options text[] := audit.tracking_options(target);
+begin
+    perform audit.set_tracking_options(target, '{}');
+    perform audit.enable_tracking_keys(target);
+    perform audit.set_tracking_options(target, options);
+end
+$$;
+
+revoke all on function audit.enable_tracking(regclass, text[], boolean) from public;
+
+revoke all on function audit.enable_tracking(regclass) from public;

@@ -1,0 +1,203 @@
+-- Tracks a table with its primary-key columns as the trigger arguments (the triggers of a
+-- table without options): version 1's audit.enable_tracking(regclass), kept under this
+-- name since version 2, whose enable_tracking (enable_tracking.sql) wraps it so that a
+-- table's options survive whatever re-creates its triggers.
+create or replace function audit.enable_tracking_keys(target regclass)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    relation_kind "char";
+    pkey_cols text[];
+    args bytea;
+    arg_list text;
+    key_changed regprocedure;
+    statement_level boolean;
+    wanted text[];
+    truncate_comment text;
+    unsafe record;
+begin
+    select c.relkind into relation_kind from pg_class c where c.oid = target;
+    if relation_kind is distinct from 'r' then
+        raise exception using
+            errcode = 'wrong_object_type',
+            message = 'audit.enable_tracking: ' || target::text || ' is '
+                || case relation_kind
+                    when 'v' then 'a view'
+                    when 'm' then 'a materialized view'
+                    when 'f' then 'a foreign table'
+                    when 'p' then 'a partitioned table'
+                    else 'not an ordinary table'
+                end,
+            hint = 'Only ordinary tables can be tracked: track the table that stores the rows.';
+    end if;
+
+    pkey_cols := audit.primary_key_columns(target);
+    if cardinality(pkey_cols) = 0 then
+        raise exception using
+            errcode = 'invalid_table_definition',
+            message = 'audit.enable_tracking: table ' || target::text || ' has no primary key',
+            hint = 'Add a primary key to ' || target::text
+                || ': the audit trail identifies each record by its primary key.';
+    end if;
+    args := audit.trigger_arguments(pkey_cols);
+
+    -- to_jsonb() in the triggers (which run as the audit's owner) converts a value of a
+    -- non-built-in type with the type's cast to json when one exists. A cast whose function
+    -- a non-superuser owns would run that role's code with the audit owner's rights, so no
+    -- such cast may reach the table's values: through its columns, the base types of
+    -- domains, the element types of arrays and the fields of composite types.
+    select r.column_name::text as column_name, c.castsource::regtype::text as source,
+        c.casttarget::regtype::text as target, c.castfunc::regprocedure::text as function,
+        o.rolname::text as owner
+    into unsafe
+    from (
+        with recursive reached (column_name, type_oid) as (
+            select a.attname, a.atttypid
+            from pg_attribute a
+            where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+            union
+            select r.column_name, next_type.type_oid
+            from reached r
+            join pg_type t on t.oid = r.type_oid
+            cross join lateral (
+                select t.typbasetype where t.typtype = 'd'
+                union all
+                select t.typelem where t.typelem <> 0
+                union all
+                select a.atttypid from pg_attribute a
+                where t.typrelid <> 0 and a.attrelid = t.typrelid and a.attnum > 0
+                    and not a.attisdropped
+            ) as next_type (type_oid)
+        )
+        select column_name, type_oid from reached
+    ) as r
+    join pg_cast c on c.castsource = r.type_oid
+        and c.casttarget in ('json'::regtype, 'jsonb'::regtype)
+    join pg_proc p on p.oid = c.castfunc
+    join pg_roles o on o.oid = p.proowner
+    where not o.rolsuper
+    order by r.column_name, c.casttarget
+    limit 1;
+    if found then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = 'audit.enable_tracking: column ' || quote_ident(unsafe.column_name)
+                || ' of table ' || target::text || ' is converted to json with the cast ('
+                || unsafe.source || ' as ' || unsafe.target || '), whose function '
+                || unsafe.function || ' is owned by ' || quote_ident(unsafe.owner)
+                || ', not a superuser: the audit triggers would run it with their owner''s rights',
+            hint = 'Drop the cast (drop cast (' || unsafe.source || ' as ' || unsafe.target
+                || ')) or have a superuser own ' || unsafe.function || ', then track '
+                || target::text || ' again.';
+    end if;
+
+    -- Statement-level triggers pair old and new rows by the primary key. That needs each
+    -- key once among a statement's old rows and once among its new rows: a key that is
+    -- not deferrable, and no foreign key of the table whose action updates its rows (ON
+    -- UPDATE CASCADE / SET NULL / SET DEFAULT, ON DELETE SET NULL / SET DEFAULT): such
+    -- updates join the transition tables of the statement that caused them, where a row
+    -- may then appear twice. And the table's statements must touch exactly its own rows
+    -- (no inheritance, not a partition). Other tables are tracked row by row.
+    statement_level := not exists (
+            select from pg_inherits i where i.inhrelid = target or i.inhparent = target
+        )
+        and not exists (
+            select from pg_constraint k
+            where k.conrelid = target and k.contype = 'p' and k.condeferrable
+        )
+        and not exists (
+            select from pg_constraint f
+            where f.conrelid = target and f.contype = 'f'
+                and (f.confupdtype in ('c', 'n', 'd') or f.confdeltype in ('n', 'd'))
+        );
+
+    -- The triggers wanted, as name/type/function/old table/new table, each with the key
+    -- columns as arguments (audit_truncate has none). tgtype bits: 1 row, 4 insert,
+    -- 8 delete, 16 update, 32 truncate; all AFTER.
+    if statement_level then
+        key_changed := audit.key_change_function(pkey_cols, false);
+        wanted := array[
+            'audit_delete/8/audit.record_row_change/audit_old/',
+            'audit_insert/4/audit.record_row_change//audit_new',
+            'audit_key_change/17/audit.record_key_change//',
+            'audit_truncate/32/audit.record_truncate//',
+            'audit_update/16/audit.record_row_change/audit_old/audit_new'
+        ];
+    else
+        wanted := array[
+            'audit_row_change/29/audit.record_row_change//',
+            'audit_truncate/32/audit.record_truncate//'
+        ];
+    end if;
+
+    -- Already so (with the key-change condition of these key columns)? Nothing to do.
+    if (
+        select array_agg(
+            t.tgname || '/' || t.tgtype || '/' || t.tgfoid::regproc::text || '/'
+                || coalesce(t.tgoldtable, '') || '/' || coalesce(t.tgnewtable, '')
+            order by t.tgname
+        )
+        from pg_trigger t
+        where t.tgrelid = target
+            and t.tgname in (
+                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
+                'audit_key_change', 'audit_truncate'
+            )
+            and (t.tgname = 'audit_truncate' or t.tgargs = args)
+    ) is not distinct from wanted
+        and (
+            not statement_level
+            or exists (
+                select from pg_trigger t
+                join pg_depend d on d.classid = 'pg_trigger'::regclass and d.objid = t.oid
+                where t.tgrelid = target and t.tgname = 'audit_key_change'
+                    and d.refclassid = 'pg_proc'::regclass and d.refobjid = key_changed
+            )
+        )
+    then
+        return;
+    end if;
+
+    -- The comment op.enable_tracking() leaves on audit_truncate (tracked by a migration)
+    -- stays when the triggers are made anew.
+    truncate_comment := (
+        select obj_description(t.oid, 'pg_trigger') from pg_trigger t
+        where t.tgrelid = target and t.tgname = 'audit_truncate'
+    );
+    perform audit.drop_tracking_triggers(target);
+
+    arg_list := (select string_agg(quote_literal(c), ', ') from unnest(pkey_cols) as c);
+    if statement_level then
+        key_changed := audit.key_change_function(pkey_cols, true);
+        execute 'create trigger audit_insert after insert on ' || target::text
+            || ' referencing new table as audit_new'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
+        execute 'create trigger audit_update after update on ' || target::text
+            || ' referencing old table as audit_old new table as audit_new'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
+        execute 'create trigger audit_delete after delete on ' || target::text
+            || ' referencing old table as audit_old'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
+        execute 'create trigger audit_key_change after update on ' || target::text
+            || ' for each row when (audit.' || quote_ident(
+                (select p.proname from pg_proc p where p.oid = key_changed)
+            ) || '(old, new))'
+            || ' execute function audit.record_key_change(' || arg_list || ')';
+    else
+        execute 'create trigger audit_row_change after insert or update or delete on '
+            || target::text
+            || ' for each row execute function audit.record_row_change(' || arg_list || ')';
+    end if;
+    execute 'create trigger audit_truncate after truncate on ' || target::text
+        || ' for each statement execute function audit.record_truncate()';
+    if truncate_comment is not null then
+        execute 'comment on trigger audit_truncate on ' || target::text || ' is '
+            || quote_literal(truncate_comment);
+    end if;
+end
+$$;
+
+revoke all on function audit.enable_tracking_keys(regclass) from public;

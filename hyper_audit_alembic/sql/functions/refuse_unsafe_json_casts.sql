@@ -1,0 +1,62 @@
+-- Refuses a cast to json or jsonb whose function a non-superuser owns (see the check in
+-- enable_tracking): CREATE CAST, and ALTER FUNCTION / ALTER ROUTINE that give a cast's
+-- function to another owner. Only the casts and functions the command touched are looked
+-- at. Casts made by superusers (PostGIS's, say) stay allowed.
+create or replace function audit.refuse_unsafe_json_casts()
+returns event_trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    unsafe record;
+begin
+    select c.castsource::regtype::text as source, c.casttarget::regtype::text as target,
+        c.castfunc::regprocedure::text as function, o.rolname::text as owner
+    into unsafe
+    from pg_event_trigger_ddl_commands() d
+    join pg_cast c on (d.classid = 'pg_cast'::regclass and c.oid = d.objid)
+        or (d.classid = 'pg_proc'::regclass and c.castfunc = d.objid)
+    join pg_proc p on p.oid = c.castfunc
+    join pg_roles o on o.oid = p.proowner
+    where c.casttarget in ('json'::regtype, 'jsonb'::regtype) and not o.rolsuper
+    order by c.castsource, c.casttarget
+    limit 1;
+    if found then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = 'the cast (' || unsafe.source || ' as ' || unsafe.target
+                || ') uses the function ' || unsafe.function || ' owned by '
+                || quote_ident(unsafe.owner) || ', not a superuser: the audit triggers'
+                || ' would run it with their owner''s rights',
+            hint = 'While the audit trail is installed, a cast to json or jsonb may only use a'
+                || ' function owned by a superuser: drop the cast (drop cast ('
+                || unsafe.source || ' as ' || unsafe.target || ')) or have a superuser own '
+                || unsafe.function || '.';
+    end if;
+end
+$$;
+
+revoke all on function audit.refuse_unsafe_json_casts() from public;
+
+do $$
+begin
+    if (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
+        if not exists (
+            select from pg_catalog.pg_event_trigger
+            where evtname = 'audit_refuse_unsafe_json_casts'
+        ) then
+            create event trigger audit_refuse_unsafe_json_casts
+                on ddl_command_end when tag in ('CREATE CAST', 'ALTER FUNCTION', 'ALTER ROUTINE')
+                execute function audit.refuse_unsafe_json_casts();
+        end if;
+    elsif not exists (
+        select from pg_catalog.pg_event_trigger where evtname = 'audit_refuse_unsafe_json_casts'
+    ) then
+        raise warning using
+            message = 'install_audit: not a superuser, so casts to json that run code of other '
+                || 'roles are only refused when a table is tracked',
+            hint = 'The audit triggers run as the role that installed the audit trail: '
+                || 'give it no more rights than it needs.';
+    end if;
+end
+$$;

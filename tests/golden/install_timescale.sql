@@ -1,0 +1,1814 @@
+BEGIN;
+
+create or replace function pg_temp.hyper_audit_timescale_plan(
+    caller text,
+    phase text,                          -- 'install', 'convert' or 'policy'
+    timescale_schema name,               -- null: the extension is not installed
+    extension_version text,
+    license text,                        -- timescaledb.license: 'apache' or 'timescale'
+    layout text,                         -- 'missing', 'plain', 'partitioned' or 'hypertable'
+    plain_keys text[],                   -- of a plain table: key constraints to drop
+    plain_indexes text[],                -- and the indexes indexes.sql makes composite
+    compression_enabled boolean,
+    current_chunk_interval interval,
+    current_compress_after interval,     -- null: no compression policy
+    current_retention interval,          -- null: no retention policy
+    set_chunk_interval boolean,
+    new_chunk_interval interval,
+    set_compress_after boolean,
+    new_compress_after interval,
+    set_retention boolean,
+    new_retention interval
+)
+returns text[]
+language plpgsql
+immutable
+as $$
+declare
+    functions constant text := quote_ident(timescale_schema) || '.';
+    statements text[] := '{}';
+    setting text;
+    value interval;
+    needs_license boolean;
+begin
+    -- The values asked for first: a wrong one fails before anything changes.
+    foreach setting in array array['chunk_interval', 'compress_after', 'retention'] loop
+        value := case setting
+            when 'chunk_interval' then case when set_chunk_interval then new_chunk_interval end
+            when 'compress_after' then case when set_compress_after then new_compress_after end
+            else case when set_retention then new_retention end
+        end;
+        if value <= interval '0' then
+            raise exception using
+                errcode = 'invalid_parameter_value',
+                message = caller || ': ' || setting || ' must be a positive interval, not '
+                    || value::text;
+        end if;
+    end loop;
+    if set_chunk_interval and new_chunk_interval is null then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = caller || ': chunk_interval cannot be None; a hypertable always has one';
+    end if;
+
+    if timescale_schema is null then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = caller || ': the timescaledb extension is not installed in this database',
+            hint = 'Create it first (op.execute("create extension if not exists timescaledb") '
+                || 'before this step), or leave out the TimescaleDB options.';
+    end if;
+    if layout = 'partitioned' then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = caller || ': audit.record_version is natively partitioned (the layout of '
+                || 'op.install_audit(partitioned=...)), so it cannot be a hypertable',
+            hint = 'Keep the partitioned layout and its audit.maintain_partitions(), or move the '
+                || 'history into a new audit table by hand.';
+    end if;
+    if layout = 'missing' and phase <> 'install' then
+        raise exception using
+            errcode = 'undefined_table',
+            message = caller || ': the audit trail is not installed in this database',
+            hint = 'Run op.install_audit() first: where the timescaledb extension is installed '
+                || 'it makes audit.record_version a hypertable itself.';
+    end if;
+    if layout = 'plain' and phase = 'policy' then
+        raise exception using
+            errcode = 'object_not_in_prerequisite_state',
+            message = caller || ': audit.record_version is not a hypertable',
+            hint = 'op.convert_audit_to_hypertable() converts it, keeping every row.';
+    end if;
+
+    needs_license := (set_compress_after and new_compress_after is not null)
+        or (set_retention and new_retention is not null);
+    if needs_license and license = 'apache' then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = caller || ': compression and retention of the audit hypertable need the '
+                || 'TimescaleDB community license, but this server runs the Apache-licensed '
+                || 'edition (timescaledb.license = apache)',
+            hint = 'Set timescaledb.license = ''timescale'' in postgresql.conf (or with ALTER '
+                || 'SYSTEM) and restart the server: the community license is free for '
+                || 'self-hosting. Or leave out compress_after and retention; chunk_interval '
+                || 'works under either license.';
+    end if;
+
+    if phase in ('install', 'convert') then
+        if layout = 'plain' then
+            -- A hypertable keeps no key or index without ts: indexes.sql creates the
+            -- composite indexes once the rows have moved into chunks.
+            statements := statements || array(
+                select 'alter table audit.record_version drop constraint ' || k
+                from unnest(plain_keys) k
+            ) || array(
+                select 'drop index audit.' || i from unnest(plain_indexes) i
+            ) || (
+                'select ' || functions || 'create_hypertable(''audit.record_version'', ''ts'', '
+                || case when set_chunk_interval
+                    then 'chunk_time_interval => interval ' || quote_literal(new_chunk_interval::text) || ', '
+                    else '' end
+                || 'create_default_indexes => false, migrate_data => true)'
+            );
+        end if;
+        return statements;
+    end if;
+
+    if set_chunk_interval and new_chunk_interval::text is distinct from current_chunk_interval::text then
+        statements := statements || (
+            'select ' || functions || 'set_chunk_time_interval(''audit.record_version'', interval '
+            || quote_literal(new_chunk_interval::text) || ')'
+        );
+    end if;
+
+    if set_compress_after and new_compress_after::text is distinct from current_compress_after::text then
+        if current_compress_after is not null then
+            statements := statements || (
+                'select ' || functions
+                || 'remove_compression_policy(''audit.record_version'', if_exists => true)'
+            );
+        end if;
+        if new_compress_after is not null then
+            if not coalesce(compression_enabled, false) then
+                statements := statements || (
+                    'alter table audit.record_version set (timescaledb.compress, '
+                    || 'timescaledb.compress_segmentby = ''table_oid'', '
+                    || 'timescaledb.compress_orderby = ''ts'''
+                    || case
+                        when string_to_array(split_part(extension_version, '-', 1), '.')::integer[]
+                            >= array[2, 22]
+                        then ', timescaledb.sparse_index = ''bloom(record_id), bloom(old_record_id)'''
+                        else ''
+                    end
+                    || ')'
+                );
+            end if;
+            statements := statements || (
+                'select ' || functions || 'add_compression_policy(''audit.record_version'', '
+                || 'compress_after => interval ' || quote_literal(new_compress_after::text) || ')'
+            );
+        end if;
+    end if;
+
+    if set_retention and new_retention::text is distinct from current_retention::text then
+        if current_retention is not null then
+            statements := statements || (
+                'select ' || functions
+                || 'remove_retention_policy(''audit.record_version'', if_exists => true)'
+            );
+        end if;
+        if new_retention is not null then
+            statements := statements || (
+                'select ' || functions || 'add_retention_policy(''audit.record_version'', '
+                || 'drop_after => interval ' || quote_literal(new_retention::text) || ')'
+            );
+        end if;
+    end if;
+    return statements;
+end
+$$;
+
+do $hyper_audit$
+declare
+    caller constant text := 'op.install_audit';
+    phase constant text := 'install';
+    set_chunk_interval constant boolean := true;
+    new_chunk_interval constant interval := '7 days';
+    set_compress_after constant boolean := true;
+    new_compress_after constant interval := '30 days';
+    set_retention constant boolean := false;
+    new_retention constant interval := null;
+    -- The indexes that indexes.sql drops and makes again, composite with
+    -- ts, around its conversion; a plain table's other indexes stay as they are.
+    managed_indexes constant text[] := array['record_version_ts', 'record_version_record_id', 'record_version_old_record_id', 'record_version_table_oid']::text[];
+    timescale_schema name;
+    extension_version text;
+    kind "char";
+    layout text;
+    plain_keys text[];
+    plain_indexes text[];
+    compression_enabled boolean;
+    current_chunk_interval interval;
+    current_compress_after interval;
+    current_retention interval;
+    statement text;
+begin
+    select n.nspname, e.extversion into timescale_schema, extension_version
+    from pg_catalog.pg_extension e
+    join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+    where e.extname = 'timescaledb';
+    kind := (
+        select c.relkind from pg_catalog.pg_class c
+        where c.oid = pg_catalog.to_regclass('audit.record_version')
+    );
+    layout := case when kind is null then 'missing' when kind = 'p' then 'partitioned' else 'plain' end;
+
+    if layout = 'plain' then
+        plain_keys := array(
+            select pg_catalog.quote_ident(k.conname::text) from pg_catalog.pg_constraint k
+            where k.conrelid = 'audit.record_version'::regclass and k.contype in ('p', 'u', 'x')
+            order by k.conname
+        );
+        plain_indexes := array(
+            select pg_catalog.quote_ident(c.relname::text)
+            from pg_catalog.pg_index i
+            join pg_catalog.pg_class c on c.oid = i.indexrelid
+            where i.indrelid = 'audit.record_version'::regclass
+                and not exists (
+                    select from pg_catalog.pg_constraint k where k.conindid = i.indexrelid
+                )
+                and c.relname::text = any (managed_indexes)
+            order by c.relname
+        );
+    end if;
+
+    -- TimescaleDB's views exist only with the extension: read only then.
+    if timescale_schema is not null and layout = 'plain' then
+        select h.compression_enabled into compression_enabled
+        from timescaledb_information.hypertables h
+        where h.hypertable_schema = 'audit' and h.hypertable_name = 'record_version';
+        if found then
+            layout := 'hypertable';
+            select d.time_interval into current_chunk_interval
+            from timescaledb_information.dimensions d
+            where d.hypertable_schema = 'audit' and d.hypertable_name = 'record_version'
+                and d.column_name = 'ts';
+            select (j.config ->> 'compress_after')::interval into current_compress_after
+            from timescaledb_information.jobs j
+            where j.proc_name = 'policy_compression'
+                and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            select (j.config ->> 'drop_after')::interval into current_retention
+            from timescaledb_information.jobs j
+            where j.proc_name = 'policy_retention'
+                and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+        end if;
+    end if;
+
+    foreach statement in array pg_temp.hyper_audit_timescale_plan(
+        caller, phase, timescale_schema, extension_version,
+        pg_catalog.current_setting('timescaledb.license', true), layout,
+        plain_keys, plain_indexes, compression_enabled,
+        current_chunk_interval, current_compress_after, current_retention,
+        set_chunk_interval, new_chunk_interval,
+        set_compress_after, new_compress_after,
+        set_retention, new_retention
+    ) loop
+        execute statement;
+    end loop;
+end
+$hyper_audit$;
+
+do $$
+declare
+    problem text;
+begin
+    if pg_catalog.to_regprocedure('audit.insert_update_delete_trigger()') is null
+        and pg_catalog.to_regprocedure('audit.truncate_trigger()') is null
+    then
+        return;
+    end if;
+    if pg_catalog.to_regclass('audit.record_version') is not null then
+        select pg_catalog.string_agg(
+            case
+                when a.attname is null then 'column ' || w.col || ' is missing'
+                else 'column ' || w.col || ' is '
+                    || pg_catalog.format_type(a.atttypid, a.atttypmod) || ', not ' || w.typ
+            end,
+            '; ' order by w.pos
+        )
+        into problem
+        from (
+            values
+                (1, 'id', 'bigint'),
+                (2, 'record_id', 'uuid'),
+                (3, 'old_record_id', 'uuid'),
+                (4, 'op', 'audit.operation'),
+                (5, 'ts', 'timestamp with time zone'),
+                (6, 'table_oid', 'oid'),
+                (7, 'table_schema', 'name'),
+                (8, 'table_name', 'name'),
+                (9, 'record', 'jsonb'),
+                (10, 'old_record', 'jsonb')
+        ) as w (pos, col, typ)
+        left join pg_catalog.pg_attribute a
+            on a.attrelid = pg_catalog.to_regclass('audit.record_version')
+            and a.attname = w.col and a.attnum > 0 and not a.attisdropped
+        where a.attname is null or pg_catalog.format_type(a.atttypid, a.atttypmod) <> w.typ;
+        if problem is not null then
+            raise exception using
+                errcode = 'object_not_in_prerequisite_state',
+                message = 'hyper_audit: cannot take over the existing audit install: '
+                    || 'audit.record_version is not the supa_audit / hyper_audit table ('
+                    || problem || ')',
+                hint = 'The history table must have the columns of the supa_audit 0.3 design. '
+                    || 'Move the existing audit schema out of the way (alter schema audit '
+                    || 'rename to ...) and install again.';
+        end if;
+    end if;
+    select pg_catalog.string_agg(distinct t.tgrelid::regclass::text, ', ')
+    into problem
+    from pg_catalog.pg_trigger t
+    join pg_catalog.pg_class c on c.oid = t.tgrelid
+    where t.tgfoid in (
+            pg_catalog.to_regprocedure('audit.insert_update_delete_trigger()'),
+            pg_catalog.to_regprocedure('audit.truncate_trigger()')
+        )
+        and c.relkind = 'p';
+    if problem is not null then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = 'hyper_audit: cannot take over the existing audit install: it tracks '
+                || 'the partitioned table(s) ' || problem
+                || ', and the hyper_audit triggers track ordinary tables',
+            hint = 'Stop tracking the partitioned table (select audit.disable_tracking(...)) '
+                || 'and track each of its partitions instead, then run the migration again.';
+    end if;
+end
+$$;
+
+do $$
+declare
+    owner record;
+    member record;
+begin
+    for owner in
+        select distinct e.oid, e.extname
+        from pg_catalog.pg_depend d
+        join pg_catalog.pg_extension e on e.oid = d.refobjid
+        where d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+            and d.deptype = 'e'
+            and (
+                (d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                    and d.objid = pg_catalog.to_regnamespace('audit'))
+                or (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                    and d.objid = pg_catalog.to_regclass('audit.record_version'))
+                or (d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                    and d.objid in (
+                        pg_catalog.to_regprocedure('audit.enable_tracking(regclass)'),
+                        pg_catalog.to_regprocedure('audit.insert_update_delete_trigger()')
+                    ))
+            )
+    loop
+        for member in
+            select o.type, o.identity
+            from pg_catalog.pg_depend d
+            cross join lateral pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) o
+            where d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                and d.refobjid = owner.oid
+                and d.deptype = 'e'
+                and (o.schema = 'audit' or (o.type = 'schema' and o.identity = 'audit'))
+            order by o.type = 'schema', o.type, o.identity
+        loop
+            execute 'alter extension ' || pg_catalog.quote_ident(owner.extname)
+                || ' drop ' || member.type || ' ' || member.identity;
+        end loop;
+        if exists (
+            select from pg_catalog.pg_depend d
+            where d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                and d.refobjid = owner.oid and d.deptype = 'e'
+        ) then
+            raise notice using
+                message = 'hyper_audit: the audit objects of extension ' || owner.extname
+                    || ' are now ours; the extension keeps its other objects and stays';
+        else
+            execute 'drop extension ' || pg_catalog.quote_ident(owner.extname);
+            raise notice using
+                message = 'hyper_audit: extension ' || owner.extname
+                    || ' dropped; its audit schema, history and tracked tables are kept';
+        end if;
+    end loop;
+end
+$$;
+
+do $$
+begin
+    if exists (
+        select from pg_catalog.pg_proc p
+        where p.oid = pg_catalog.to_regprocedure('audit.primary_key_columns(oid)')
+            and p.proargnames[1] is distinct from 'table_oid'
+    ) then
+        drop function audit.primary_key_columns(oid);
+    end if;
+    if exists (
+        select from pg_catalog.pg_proc p
+        where p.oid = pg_catalog.to_regprocedure('audit.to_record_id(oid, text[], jsonb)')
+            and p.proargnames[1] is distinct from 'table_oid'
+    ) then
+        drop function audit.to_record_id(oid, text[], jsonb);
+    end if;
+end
+$$;
+
+create schema if not exists audit;
+
+revoke all on schema audit from public;
+
+do $$
+begin
+    if to_regtype('audit.operation') is null then
+        create type audit.operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
+    end if;
+end
+$$;
+
+create table if not exists audit.record_version (
+    id bigserial primary key,
+    record_id uuid,
+    old_record_id uuid,
+    op audit.operation not null,
+    ts timestamptz not null default now(),
+    table_oid oid not null,
+    table_schema name not null,
+    table_name name not null,
+    record jsonb,
+    old_record jsonb
+);
+
+do $$
+declare
+    names constant text[] := array[
+        'record_version_has_record_id',
+        'record_version_record_id_when_new',
+        'record_version_record_when_new',
+        'record_version_old_record_id_when_old',
+        'record_version_old_record_when_old'
+    ];
+    conditions constant text[] := array[
+        $c$coalesce(record_id, old_record_id) is not null or op = 'TRUNCATE'$c$,
+        $c$(op in ('INSERT', 'UPDATE')) = (record_id is not null)$c$,
+        $c$(op in ('INSERT', 'UPDATE')) = (record is not null)$c$,
+        $c$(op in ('UPDATE', 'DELETE')) = (old_record_id is not null)$c$,
+        $c$(op in ('UPDATE', 'DELETE')) = (old_record is not null)$c$
+    ];
+    -- Check constraints of other names: the reference's, to compare with.
+    others constant boolean := exists (
+        select from pg_catalog.pg_constraint k
+        where k.conrelid = 'audit.record_version'::pg_catalog.regclass and k.contype = 'c'
+            and k.conname::text <> all (names)
+    );
+    existing name;
+begin
+    if others then
+        create temporary table hyper_audit_adopt_probe (
+            record_id uuid,
+            old_record_id uuid,
+            op audit.operation not null,
+            record jsonb,
+            old_record jsonb
+        ) on commit drop;
+    end if;
+    for i in 1 .. pg_catalog.cardinality(names) loop
+        continue when exists (
+            select from pg_catalog.pg_constraint k
+            where k.conrelid = 'audit.record_version'::pg_catalog.regclass
+                and k.conname = names[i]
+        );
+        existing := null;
+        if others then
+            execute 'alter table pg_temp.hyper_audit_adopt_probe add constraint '
+                || pg_catalog.quote_ident(names[i]) || ' check (' || conditions[i] || ')';
+            select k.conname into existing
+            from pg_catalog.pg_constraint k
+            join pg_catalog.pg_constraint p
+                on p.conrelid = 'pg_temp.hyper_audit_adopt_probe'::pg_catalog.regclass
+                and p.conname = names[i]
+            where k.conrelid = 'audit.record_version'::pg_catalog.regclass
+                and k.contype = 'c'
+                and pg_catalog.pg_get_constraintdef(k.oid) = pg_catalog.pg_get_constraintdef(p.oid)
+            order by k.conname
+            limit 1;
+        end if;
+        if existing is not null then
+            execute 'alter table audit.record_version rename constraint '
+                || pg_catalog.quote_ident(existing) || ' to ' || pg_catalog.quote_ident(names[i]);
+        else
+            execute 'alter table audit.record_version add constraint '
+                || pg_catalog.quote_ident(names[i]) || ' check (' || conditions[i] || ')';
+        end if;
+    end loop;
+    if others then
+        drop table pg_temp.hyper_audit_adopt_probe;
+    end if;
+end
+$$;
+
+revoke all on audit.record_version from public;
+
+do $$
+begin
+    if (select prorettype from pg_catalog.pg_proc where oid = to_regprocedure('auth.uid()'))
+            = 'uuid'::regtype
+        and (select prorettype from pg_catalog.pg_proc where oid = to_regprocedure('auth.role()'))
+            = 'text'::regtype
+    then
+        alter table audit.record_version
+            add column if not exists auth_uid uuid default auth.uid(),
+            add column if not exists auth_role text default auth.role();
+    end if;
+end
+$$;
+
+create table if not exists audit.schema_version (
+    version integer not null check (version > 0),
+    installed_at timestamptz not null default now()
+);
+
+revoke all on audit.schema_version from public;
+
+delete from audit.schema_version;
+
+insert into audit.schema_version (version) values (1);
+
+do $$
+begin
+    if pg_catalog.current_setting('server_version_num')::integer < 130000 then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = 'audit schema upgrade to version 2: PostgreSQL '
+                || pg_catalog.current_setting('server_version')
+                || ' has no xid8 transaction ids (pg_current_xact_id())',
+            hint = 'Audit schema version 2 needs PostgreSQL 13 or later.';
+    end if;
+end
+$$;
+
+alter table audit.record_version
+    add column if not exists actor text,
+    add column if not exists context jsonb,
+    add column if not exists transaction_id xid8;
+
+alter table audit.record_version
+    alter column actor set default coalesce(
+        nullif(pg_catalog.current_setting('hyper_audit.actor', true), ''),
+        nullif(pg_catalog.current_setting('role'), 'none'),
+        session_user::text
+    ),
+    alter column context set default
+        nullif(pg_catalog.current_setting('hyper_audit.context', true), '')::jsonb,
+    alter column transaction_id set default pg_catalog.pg_current_xact_id();
+
+create index if not exists record_version_transaction_id
+    on audit.record_version (transaction_id) where transaction_id is not null;
+
+delete from audit.schema_version;
+
+insert into audit.schema_version (version) values (2);
+
+do $$
+declare
+    timescale_schema name;
+begin
+    select n.nspname into timescale_schema
+    from pg_catalog.pg_extension e
+    join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+    where e.extname = 'timescaledb';
+
+    -- A natively partitioned audit table (op.install_audit(partitioned=...)) stays so:
+    -- TimescaleDB cannot convert it, and its partitioned indexes have these names already.
+    if (
+        select c.relkind from pg_catalog.pg_class c
+        where c.oid = pg_catalog.to_regclass('audit.record_version')
+    ) = 'p' then
+        timescale_schema := null;
+    end if;
+
+    if timescale_schema is not null then
+        if not exists (
+            select from timescaledb_information.hypertables
+            where hypertable_schema = 'audit' and hypertable_name = 'record_version'
+        ) then
+            -- An audit installed before TimescaleDB has the plain indexes under the same
+            -- names: drop them so that they come back composite, after the rows moved.
+            -- No default index on ts either: chunk exclusion covers time ranges, and every
+            -- index costs each audited write.
+            alter table audit.record_version drop constraint if exists record_version_pkey;
+            drop index if exists audit.record_version_ts;
+            drop index if exists audit.record_version_record_id;
+            drop index if exists audit.record_version_old_record_id;
+            drop index if exists audit.record_version_table_oid;
+            execute 'select ' || pg_catalog.quote_ident(timescale_schema)
+                || '.create_hypertable(''audit.record_version'', ''ts'', '
+                || 'create_default_indexes => false, migrate_data => true)';
+        end if;
+        create index if not exists record_version_record_id
+            on audit.record_version (record_id, ts) where record_id is not null;
+        create index if not exists record_version_old_record_id
+            on audit.record_version (old_record_id, ts) where old_record_id is not null;
+        create index if not exists record_version_table_oid
+            on audit.record_version (table_oid, ts);
+    else
+        create index if not exists record_version_record_id
+            on audit.record_version (record_id) where record_id is not null;
+        create index if not exists record_version_old_record_id
+            on audit.record_version (old_record_id) where old_record_id is not null;
+        create index if not exists record_version_ts
+            on audit.record_version using brin (ts);
+        create index if not exists record_version_table_oid
+            on audit.record_version (table_oid);
+    end if;
+end
+$$;
+
+do $$
+declare
+    ext_schema name;
+begin
+    select n.nspname into ext_schema
+    from pg_catalog.pg_extension e
+    join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+    where e.extname = 'uuid-ossp';
+
+    if ext_schema is null then
+        if not exists (
+            select from pg_catalog.pg_available_extensions where name = 'uuid-ossp'
+        ) then
+            raise exception using
+                errcode = 'feature_not_supported',
+                message = 'install_audit: the PostgreSQL extension "uuid-ossp" is not available on this server',
+                hint = 'Install the PostgreSQL contrib package for this server version '
+                    '(Debian/Ubuntu: postgresql-contrib), then run the migration again.';
+        end if;
+        create extension "uuid-ossp";
+        select n.nspname into ext_schema
+        from pg_catalog.pg_extension e
+        join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+        where e.extname = 'uuid-ossp';
+    end if;
+
+    execute 'create or replace function audit.uuid_v5(namespace uuid, name text) '
+        || 'returns uuid language sql immutable strict parallel safe as '
+        || pg_catalog.quote_literal(
+            'select ' || pg_catalog.quote_ident(ext_schema) || '.uuid_generate_v5(namespace, name)'
+        );
+end
+$$;
+
+revoke all on function audit.uuid_v5(uuid, text) from public;
+
+grant execute on function audit.uuid_v5(uuid, text) to public;
+
+create or replace function audit.primary_key_columns(table_oid oid)
+returns text[]
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select coalesce(array_agg(a.attname::text order by a.attnum), '{}')
+    from pg_index i
+    join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any (i.indkey)
+    where i.indrelid = table_oid and i.indisprimary
+$$;
+
+revoke all on function audit.primary_key_columns(oid) from public;
+
+create or replace function audit.record_id_text_any(table_oid oid, pkey_cols text[], rec jsonb)
+returns text
+language sql
+stable
+parallel safe
+as $$
+    select (
+        pg_catalog.jsonb_build_array(table_oid::text)
+        operator(pg_catalog.||) (
+            select pg_catalog.jsonb_agg(rec operator(pg_catalog.->>) k.col order by k.ord)
+            from pg_catalog.unnest(pkey_cols) with ordinality as k (col, ord)
+        )
+    )::text
+$$;
+
+revoke all on function audit.record_id_text_any(oid, text[], jsonb) from public;
+
+grant execute on function audit.record_id_text_any(oid, text[], jsonb) to public;
+
+create or replace function audit.record_id_text(table_oid oid, pkey_cols text[], rec jsonb)
+returns text
+language sql
+stable
+parallel safe
+as $$
+    select case
+        when pg_catalog.cardinality(pkey_cols) operator(pg_catalog.=) 1 then
+            pg_catalog.jsonb_build_array(
+                table_oid::text,
+                rec operator(pg_catalog.->>) pkey_cols[pg_catalog.array_lower(pkey_cols, 1)]
+            )::text
+        when pg_catalog.cardinality(pkey_cols) operator(pg_catalog.=) 2 then
+            pg_catalog.jsonb_build_array(
+                table_oid::text,
+                rec operator(pg_catalog.->>) pkey_cols[pg_catalog.array_lower(pkey_cols, 1)],
+                rec operator(pg_catalog.->>)
+                    pkey_cols[pg_catalog.array_lower(pkey_cols, 1) operator(pg_catalog.+) 1]
+            )::text
+        when pg_catalog.cardinality(pkey_cols) operator(pg_catalog.=) 3 then
+            pg_catalog.jsonb_build_array(
+                table_oid::text,
+                rec operator(pg_catalog.->>) pkey_cols[pg_catalog.array_lower(pkey_cols, 1)],
+                rec operator(pg_catalog.->>)
+                    pkey_cols[pg_catalog.array_lower(pkey_cols, 1) operator(pg_catalog.+) 1],
+                rec operator(pg_catalog.->>)
+                    pkey_cols[pg_catalog.array_lower(pkey_cols, 1) operator(pg_catalog.+) 2]
+            )::text
+        else audit.record_id_text_any(table_oid, pkey_cols, rec)
+    end
+$$;
+
+revoke all on function audit.record_id_text(oid, text[], jsonb) from public;
+
+grant execute on function audit.record_id_text(oid, text[], jsonb) to public;
+
+create or replace function audit.to_record_id(table_oid oid, pkey_cols text[], rec jsonb)
+returns uuid
+language sql
+stable
+parallel safe
+as $$
+    select case when rec is not null then audit.uuid_v5(
+        'fd62bc3d-8d6e-43c2-919c-802ba3762271'::uuid,
+        audit.record_id_text(table_oid, pkey_cols, rec)
+    ) end
+$$;
+
+revoke all on function audit.to_record_id(oid, text[], jsonb) from public;
+
+grant execute on function audit.to_record_id(oid, text[], jsonb) to public;
+
+create or replace function audit.record_row_change()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set enable_nestloop = off
+set enable_mergejoin = off
+set jit = off
+as $$
+declare
+    new_rec jsonb;
+    old_rec jsonb;
+    marker text;
+    first_key_change bigint;
+    written bigint;
+    sep integer;
+    keys text[];
+    excluded text[];
+    skip_unchanged boolean;
+begin
+    -- Options (version 2): the trigger arguments after the key columns and an empty
+    -- separator argument. Without them (the usual case) the path below is version 1's.
+    sep := array_position(tg_argv, '');
+    if sep is not null then
+        keys := tg_argv[0:sep-1];
+        excluded := array(
+            select substr(a.arg, 9) from unnest(tg_argv[sep+1:tg_nargs]) as a (arg)
+            where left(a.arg, 8) = 'exclude='
+        );
+        skip_unchanged := 'skip_unchanged' = any (tg_argv[sep+1:tg_nargs]);
+        if tg_level = 'ROW' then
+            if tg_op <> 'DELETE' then
+                new_rec := to_jsonb(new) - excluded;
+            end if;
+            if tg_op <> 'INSERT' then
+                old_rec := to_jsonb(old) - excluded;
+            end if;
+            if skip_unchanged and tg_op = 'UPDATE' and new_rec = old_rec then
+                return null;
+            end if;
+            insert into audit.record_version (
+                record_id, old_record_id, op, table_oid, table_schema, table_name,
+                record, old_record
+            )
+            values (
+                audit.to_record_id(tg_relid, keys, new_rec),
+                audit.to_record_id(tg_relid, keys, old_rec),
+                tg_op::audit.operation,
+                tg_relid,
+                tg_table_schema,
+                tg_table_name,
+                new_rec,
+                old_rec
+            );
+            return null;
+        end if;
+        if tg_op = 'INSERT' then
+            insert into audit.record_version (
+                record_id, op, table_oid, table_schema, table_name, record
+            )
+            select
+                audit.to_record_id(tg_relid, keys, n.rec),
+                'INSERT', tg_relid, tg_table_schema, tg_table_name, n.rec
+            from (select to_jsonb(r) - excluded as rec from audit_new as r offset 0) as n;
+        elsif tg_op = 'DELETE' then
+            insert into audit.record_version (
+                old_record_id, op, table_oid, table_schema, table_name, old_record
+            )
+            select
+                audit.to_record_id(tg_relid, keys, o.rec),
+                'DELETE', tg_relid, tg_table_schema, tg_table_name, o.rec
+            from (select to_jsonb(r) - excluded as rec from audit_old as r offset 0) as o;
+        else
+            -- Pairs old and new rows by key like the several-rows path below, with the
+            -- excluded columns left out and, with skip_unchanged, the pairs whose recorded
+            -- values are equal left out.
+            marker := 'audit.key_change_' || tg_relid::text || '_' || pg_trigger_depth()::text;
+            first_key_change := nullif(current_setting(marker, true), '')::bigint;
+            if first_key_change is not null then
+                perform set_config(marker, '', true);
+            end if;
+            execute '
+                with
+                    old_rows as materialized (
+                        select s.rec, audit.record_id_text($1, $2, s.rec) as key
+                        from (
+                            select pg_catalog.to_jsonb(r) operator(pg_catalog.-) $6 as rec
+                            from audit_old as r offset 0
+                        ) as s
+                    ),
+                    new_rows as materialized (
+                        select s.rec, audit.record_id_text($1, $2, s.rec) as key
+                        from (
+                            select pg_catalog.to_jsonb(r) operator(pg_catalog.-) $6 as rec
+                            from audit_new as r offset 0
+                        ) as s
+                    ),
+                    key_changes as materialized (
+                        select v.old_record, v.record
+                        from audit.record_version as v
+                        where $5 is not null
+                            and v.id >= $5
+                            and v.ts >= pg_catalog.now()
+                            and v.table_oid = $1
+                            and v.op = ''UPDATE''
+                            and v.old_record in (select rec from old_rows)
+                            and v.record in (select rec from new_rows)
+                    )
+                insert into audit.record_version (
+                    record_id, old_record_id, op, table_oid, table_schema, table_name,
+                    record, old_record
+                )
+                select p.id, p.id, ''UPDATE'', $1, $3, $4, p.rec, p.old_rec
+                from (
+                    select
+                        audit.uuid_v5(''fd62bc3d-8d6e-43c2-919c-802ba3762271''::uuid, n.key) as id,
+                        n.rec,
+                        o.rec as old_rec
+                    from new_rows as n
+                    join old_rows as o on o.key = n.key
+                    where not exists (select from key_changes as k where k.old_record = o.rec)
+                        and not exists (select from key_changes as k where k.record = n.rec)
+                        and not ($7 and n.rec operator(pg_catalog.=) o.rec)
+                    offset 0
+                ) as p'
+            using tg_relid, keys, tg_table_schema, tg_table_name, first_key_change, excluded,
+                skip_unchanged;
+        end if;
+        return null;
+    end if;
+
+    if tg_level = 'ROW' then
+        if tg_op <> 'DELETE' then
+            new_rec := to_jsonb(new);
+        end if;
+        if tg_op <> 'INSERT' then
+            old_rec := to_jsonb(old);
+        end if;
+        insert into audit.record_version (
+            record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
+        )
+        values (
+            audit.to_record_id(tg_relid, tg_argv, new_rec),
+            audit.to_record_id(tg_relid, tg_argv, old_rec),
+            tg_op::audit.operation,
+            tg_relid,
+            tg_table_schema,
+            tg_table_name,
+            new_rec,
+            old_rec
+        );
+        return null;
+    end if;
+
+    if tg_op = 'INSERT' then
+        insert into audit.record_version (
+            record_id, op, table_oid, table_schema, table_name, record
+        )
+        select
+            audit.to_record_id(tg_relid, tg_argv, n.rec),
+            'INSERT', tg_relid, tg_table_schema, tg_table_name, n.rec
+        from (select to_jsonb(r) as rec from audit_new as r offset 0) as n;
+    elsif tg_op = 'DELETE' then
+        insert into audit.record_version (
+            old_record_id, op, table_oid, table_schema, table_name, old_record
+        )
+        select
+            audit.to_record_id(tg_relid, tg_argv, o.rec),
+            'DELETE', tg_relid, tg_table_schema, tg_table_name, o.rec
+        from (select to_jsonb(r) as rec from audit_old as r offset 0) as o;
+    else
+        -- Did audit_key_change write rows for this statement? It notes the id of its
+        -- first audit row under a name of this table and trigger depth: the statement's
+        -- row and statement triggers run at the same depth, nested statements deeper.
+        marker := 'audit.key_change_' || tg_relid::text || '_' || pg_trigger_depth()::text;
+        first_key_change := nullif(current_setting(marker, true), '')::bigint;
+        if first_key_change is null then
+            -- The common single-row UPDATE: its one old and one new row are the same row,
+            -- and its key did not change.
+            insert into audit.record_version (
+                record_id, old_record_id, op, table_oid, table_schema, table_name,
+                record, old_record
+            )
+            select p.id, p.id, 'UPDATE', tg_relid, tg_table_schema, tg_table_name, p.rec, p.old_rec
+            from (
+                select audit.to_record_id(tg_relid, tg_argv, n.rec) as id, n.rec, o.rec as old_rec
+                from (select to_jsonb(r) as rec from audit_new as r offset 0) as n
+                cross join (select to_jsonb(r) as rec from audit_old as r offset 0) as o
+                where (select count(*) from audit_old) = 1
+                offset 0
+            ) as p;
+            get diagnostics written = row_count;
+            if written = 1 then
+                return null;
+            end if;
+            if not exists (select from audit_old) then
+                return null;
+            end if;
+        else
+            perform set_config(marker, '', true);
+        end if;
+        -- Several rows. Rows whose key changed were written by audit_key_change: they are
+        -- the audit rows from first_key_change on whose old and new record are an old and
+        -- a new row of this statement, and their old and new rows are left out; every
+        -- other old row pairs with the new row of the same key. Planned anew for each
+        -- statement (EXECUTE): a plan cached for one number of rows is poor for another.
+        execute '
+            with
+                old_rows as materialized (
+                    select s.rec, audit.record_id_text($1, $2, s.rec) as key
+                    from (select pg_catalog.to_jsonb(r) as rec from audit_old as r offset 0) as s
+                ),
+                new_rows as materialized (
+                    select s.rec, audit.record_id_text($1, $2, s.rec) as key
+                    from (select pg_catalog.to_jsonb(r) as rec from audit_new as r offset 0) as s
+                ),
+                key_changes as materialized (
+                    select v.old_record, v.record
+                    from audit.record_version as v
+                    where $5 is not null
+                        and v.id >= $5
+                        and v.ts >= pg_catalog.now()
+                        and v.table_oid = $1
+                        and v.op = ''UPDATE''
+                        and v.old_record in (select rec from old_rows)
+                        and v.record in (select rec from new_rows)
+                )
+            insert into audit.record_version (
+                record_id, old_record_id, op, table_oid, table_schema, table_name,
+                record, old_record
+            )
+            select p.id, p.id, ''UPDATE'', $1, $3, $4, p.rec, p.old_rec
+            from (
+                select
+                    audit.uuid_v5(''fd62bc3d-8d6e-43c2-919c-802ba3762271''::uuid, n.key) as id,
+                    n.rec,
+                    o.rec as old_rec
+                from new_rows as n
+                join old_rows as o on o.key = n.key
+                where not exists (select from key_changes as k where k.old_record = o.rec)
+                    and not exists (select from key_changes as k where k.record = n.rec)
+                offset 0
+            ) as p'
+        using tg_relid, tg_argv, tg_table_schema, tg_table_name, first_key_change;
+    end if;
+    return null;
+end
+$$;
+
+revoke all on function audit.record_row_change() from public;
+
+create or replace function audit.record_key_change()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    new_rec jsonb := to_jsonb(new);
+    old_rec jsonb := to_jsonb(old);
+    written bigint;
+    marker text;
+    keys text[] := tg_argv;
+    sep integer := array_position(tg_argv, '');
+    excluded text[];
+begin
+    -- Options (version 2): the key columns are the arguments before the empty one; the
+    -- excluded columns are left out of both records.
+    if sep is not null then
+        keys := tg_argv[0:sep-1];
+        excluded := array(
+            select substr(a.arg, 9) from unnest(tg_argv[sep+1:tg_nargs]) as a (arg)
+            where left(a.arg, 8) = 'exclude='
+        );
+        new_rec := new_rec - excluded;
+        old_rec := old_rec - excluded;
+    end if;
+    insert into audit.record_version (
+        record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
+    )
+    values (
+        audit.to_record_id(tg_relid, keys, new_rec),
+        audit.to_record_id(tg_relid, keys, old_rec),
+        'UPDATE',
+        tg_relid,
+        tg_table_schema,
+        tg_table_name,
+        new_rec,
+        old_rec
+    )
+    returning id into written;
+    marker := 'audit.key_change_' || tg_relid::text || '_' || pg_trigger_depth()::text;
+    if coalesce(current_setting(marker, true), '') = '' then
+        perform set_config(marker, written::text, true);
+    end if;
+    return null;
+end
+$$;
+
+revoke all on function audit.record_key_change() from public;
+
+create or replace function audit.record_truncate()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    insert into audit.record_version (op, table_oid, table_schema, table_name)
+    values ('TRUNCATE', tg_relid, tg_table_schema, tg_table_name);
+    return null;
+end
+$$;
+
+revoke all on function audit.record_truncate() from public;
+
+create or replace function audit.trigger_arguments(pkey_cols text[])
+returns bytea
+language sql
+immutable
+as $$
+    select pg_catalog.string_agg(
+        pg_catalog.convert_to(k.col, 'UTF8') || '\x00'::bytea, ''::bytea order by k.ord
+    )
+    from pg_catalog.unnest(pkey_cols) with ordinality as k (col, ord)
+$$;
+
+revoke all on function audit.trigger_arguments(text[]) from public;
+
+create or replace function audit.key_change_function(pkey_cols text[], create_it boolean)
+returns regprocedure
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    function_name text := 'key_changed_'
+        || left(encode(sha256(audit.trigger_arguments(pkey_cols)), 'hex'), 40);
+    found regprocedure;
+begin
+    found := to_regprocedure('audit.' || function_name || '(anyelement, anyelement)');
+    if found is null and create_it then
+        execute 'create function audit.' || function_name
+            || '(old_row anyelement, new_row anyelement) returns boolean'
+            || ' language sql stable parallel safe as '
+            || quote_literal(
+                'select ' || (
+                    select string_agg(
+                        '(old_row).' || quote_ident(c) || '::text operator(pg_catalog.<>) '
+                            || '(new_row).' || quote_ident(c) || '::text',
+                        ' or '
+                    )
+                    from unnest(pkey_cols) as c
+                )
+            );
+        -- Whoever writes a tracked table evaluates the WHEN clause, so it calls this (the
+        -- same privileges as install_audit gives it).
+        execute 'revoke all on function audit.' || function_name
+            || '(anyelement, anyelement) from public';
+        execute 'grant execute on function audit.' || function_name
+            || '(anyelement, anyelement) to public';
+        execute 'comment on function audit.' || function_name || '(anyelement, anyelement) is '
+            || quote_literal(
+                'hyper_audit: did the primary key ('
+                || array_to_string(pkey_cols, ', ')
+                || ') change? Used by audit_key_change triggers.'
+            );
+        found := to_regprocedure('audit.' || function_name || '(anyelement, anyelement)');
+    end if;
+    return found;
+end
+$$;
+
+revoke all on function audit.key_change_function(text[], boolean) from public;
+
+create or replace function audit.enable_tracking_keys(target regclass)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    relation_kind "char";
+    pkey_cols text[];
+    args bytea;
+    arg_list text;
+    key_changed regprocedure;
+    statement_level boolean;
+    wanted text[];
+    truncate_comment text;
+    unsafe record;
+begin
+    select c.relkind into relation_kind from pg_class c where c.oid = target;
+    if relation_kind is distinct from 'r' then
+        raise exception using
+            errcode = 'wrong_object_type',
+            message = 'audit.enable_tracking: ' || target::text || ' is '
+                || case relation_kind
+                    when 'v' then 'a view'
+                    when 'm' then 'a materialized view'
+                    when 'f' then 'a foreign table'
+                    when 'p' then 'a partitioned table'
+                    else 'not an ordinary table'
+                end,
+            hint = 'Only ordinary tables can be tracked: track the table that stores the rows.';
+    end if;
+
+    pkey_cols := audit.primary_key_columns(target);
+    if cardinality(pkey_cols) = 0 then
+        raise exception using
+            errcode = 'invalid_table_definition',
+            message = 'audit.enable_tracking: table ' || target::text || ' has no primary key',
+            hint = 'Add a primary key to ' || target::text
+                || ': the audit trail identifies each record by its primary key.';
+    end if;
+    args := audit.trigger_arguments(pkey_cols);
+
+    -- to_jsonb() in the triggers (which run as the audit's owner) converts a value of a
+    -- non-built-in type with the type's cast to json when one exists. A cast whose function
+    -- a non-superuser owns would run that role's code with the audit owner's rights, so no
+    -- such cast may reach the table's values: through its columns, the base types of
+    -- domains, the element types of arrays and the fields of composite types.
+    select r.column_name::text as column_name, c.castsource::regtype::text as source,
+        c.casttarget::regtype::text as target, c.castfunc::regprocedure::text as function,
+        o.rolname::text as owner
+    into unsafe
+    from (
+        with recursive reached (column_name, type_oid) as (
+            select a.attname, a.atttypid
+            from pg_attribute a
+            where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+            union
+            select r.column_name, next_type.type_oid
+            from reached r
+            join pg_type t on t.oid = r.type_oid
+            cross join lateral (
+                select t.typbasetype where t.typtype = 'd'
+                union all
+                select t.typelem where t.typelem <> 0
+                union all
+                select a.atttypid from pg_attribute a
+                where t.typrelid <> 0 and a.attrelid = t.typrelid and a.attnum > 0
+                    and not a.attisdropped
+            ) as next_type (type_oid)
+        )
+        select column_name, type_oid from reached
+    ) as r
+    join pg_cast c on c.castsource = r.type_oid
+        and c.casttarget in ('json'::regtype, 'jsonb'::regtype)
+    join pg_proc p on p.oid = c.castfunc
+    join pg_roles o on o.oid = p.proowner
+    where not o.rolsuper
+    order by r.column_name, c.casttarget
+    limit 1;
+    if found then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = 'audit.enable_tracking: column ' || quote_ident(unsafe.column_name)
+                || ' of table ' || target::text || ' is converted to json with the cast ('
+                || unsafe.source || ' as ' || unsafe.target || '), whose function '
+                || unsafe.function || ' is owned by ' || quote_ident(unsafe.owner)
+                || ', not a superuser: the audit triggers would run it with their owner''s rights',
+            hint = 'Drop the cast (drop cast (' || unsafe.source || ' as ' || unsafe.target
+                || ')) or have a superuser own ' || unsafe.function || ', then track '
+                || target::text || ' again.';
+    end if;
+
+    -- Statement-level triggers pair old and new rows by the primary key. That needs each
+    -- key once among a statement's old rows and once among its new rows: a key that is
+    -- not deferrable, and no foreign key of the table whose action updates its rows (ON
+    -- UPDATE CASCADE / SET NULL / SET DEFAULT, ON DELETE SET NULL / SET DEFAULT): such
+    -- updates join the transition tables of the statement that caused them, where a row
+    -- may then appear twice. And the table's statements must touch exactly its own rows
+    -- (no inheritance, not a partition). Other tables are tracked row by row.
+    statement_level := not exists (
+            select from pg_inherits i where i.inhrelid = target or i.inhparent = target
+        )
+        and not exists (
+            select from pg_constraint k
+            where k.conrelid = target and k.contype = 'p' and k.condeferrable
+        )
+        and not exists (
+            select from pg_constraint f
+            where f.conrelid = target and f.contype = 'f'
+                and (f.confupdtype in ('c', 'n', 'd') or f.confdeltype in ('n', 'd'))
+        );
+
+    -- The triggers wanted, as name/type/function/old table/new table, each with the key
+    -- columns as arguments (audit_truncate has none). tgtype bits: 1 row, 4 insert,
+    -- 8 delete, 16 update, 32 truncate; all AFTER.
+    if statement_level then
+        key_changed := audit.key_change_function(pkey_cols, false);
+        wanted := array[
+            'audit_delete/8/audit.record_row_change/audit_old/',
+            'audit_insert/4/audit.record_row_change//audit_new',
+            'audit_key_change/17/audit.record_key_change//',
+            'audit_truncate/32/audit.record_truncate//',
+            'audit_update/16/audit.record_row_change/audit_old/audit_new'
+        ];
+    else
+        wanted := array[
+            'audit_row_change/29/audit.record_row_change//',
+            'audit_truncate/32/audit.record_truncate//'
+        ];
+    end if;
+
+    -- Already so (with the key-change condition of these key columns)? Nothing to do.
+    if (
+        select array_agg(
+            t.tgname || '/' || t.tgtype || '/' || t.tgfoid::regproc::text || '/'
+                || coalesce(t.tgoldtable, '') || '/' || coalesce(t.tgnewtable, '')
+            order by t.tgname
+        )
+        from pg_trigger t
+        where t.tgrelid = target
+            and t.tgname in (
+                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
+                'audit_key_change', 'audit_truncate'
+            )
+            and (t.tgname = 'audit_truncate' or t.tgargs = args)
+    ) is not distinct from wanted
+        and (
+            not statement_level
+            or exists (
+                select from pg_trigger t
+                join pg_depend d on d.classid = 'pg_trigger'::regclass and d.objid = t.oid
+                where t.tgrelid = target and t.tgname = 'audit_key_change'
+                    and d.refclassid = 'pg_proc'::regclass and d.refobjid = key_changed
+            )
+        )
+    then
+        return;
+    end if;
+
+    -- The comment op.enable_tracking() leaves on audit_truncate (tracked by a migration)
+    -- stays when the triggers are made anew.
+    truncate_comment := (
+        select obj_description(t.oid, 'pg_trigger') from pg_trigger t
+        where t.tgrelid = target and t.tgname = 'audit_truncate'
+    );
+    perform audit.drop_tracking_triggers(target);
+
+    arg_list := (select string_agg(quote_literal(c), ', ') from unnest(pkey_cols) as c);
+    if statement_level then
+        key_changed := audit.key_change_function(pkey_cols, true);
+        execute 'create trigger audit_insert after insert on ' || target::text
+            || ' referencing new table as audit_new'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
+        execute 'create trigger audit_update after update on ' || target::text
+            || ' referencing old table as audit_old new table as audit_new'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
+        execute 'create trigger audit_delete after delete on ' || target::text
+            || ' referencing old table as audit_old'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
+        execute 'create trigger audit_key_change after update on ' || target::text
+            || ' for each row when (audit.' || quote_ident(
+                (select p.proname from pg_proc p where p.oid = key_changed)
+            ) || '(old, new))'
+            || ' execute function audit.record_key_change(' || arg_list || ')';
+    else
+        execute 'create trigger audit_row_change after insert or update or delete on '
+            || target::text
+            || ' for each row execute function audit.record_row_change(' || arg_list || ')';
+    end if;
+    execute 'create trigger audit_truncate after truncate on ' || target::text
+        || ' for each statement execute function audit.record_truncate()';
+    if truncate_comment is not null then
+        execute 'comment on trigger audit_truncate on ' || target::text || ' is '
+            || quote_literal(truncate_comment);
+    end if;
+end
+$$;
+
+revoke all on function audit.enable_tracking_keys(regclass) from public;
+
+create or replace function audit.drop_tracking_triggers(target regclass)
+returns boolean
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    trigger_name name;
+    unused regprocedure;
+    found_one boolean := false;
+begin
+    for trigger_name in
+        select t.tgname from pg_trigger t
+        where t.tgrelid = target
+            and t.tgname in (
+                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
+                'audit_key_change', 'audit_truncate'
+            )
+        order by t.tgname
+    loop
+        execute 'drop trigger ' || quote_ident(trigger_name) || ' on ' || target::text;
+        found_one := true;
+    end loop;
+    for unused in
+        select p.oid::regprocedure from pg_proc p
+        where p.pronamespace = 'audit'::regnamespace
+            and left(p.proname, 12) = 'key_changed_'
+            and not exists (
+                select from pg_depend d
+                where d.classid = 'pg_trigger'::regclass
+                    and d.refclassid = 'pg_proc'::regclass and d.refobjid = p.oid
+            )
+    loop
+        execute 'drop function ' || unused::text;
+    end loop;
+    return found_one;
+end
+$$;
+
+revoke all on function audit.drop_tracking_triggers(regclass) from public;
+
+create or replace function audit.disable_tracking(target regclass)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if not audit.drop_tracking_triggers(target) then
+        raise notice using message = 'audit.disable_tracking: ' || target::text || ' was not tracked';
+    end if;
+end
+$$;
+
+revoke all on function audit.disable_tracking(regclass) from public;
+
+create or replace function audit.follow_primary_key_changes()
+returns event_trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    changed regclass;
+begin
+    for changed in
+        with touched as (
+            select c.objid as relid
+            from pg_event_trigger_ddl_commands() c
+            where c.classid = 'pg_class'::regclass
+        )
+        select distinct r.relid::regclass
+        from (
+            select relid from touched
+            union all
+            select i.inhparent from touched join pg_inherits i on i.inhrelid = touched.relid
+            union all
+            select i.inhrelid from touched join pg_inherits i on i.inhparent = touched.relid
+        ) as r
+        join pg_trigger t on t.tgrelid = r.relid and t.tgfoid = 'audit.record_row_change()'::regprocedure
+    loop
+        if cardinality(audit.primary_key_columns(changed)) = 0 then
+            raise exception using
+                errcode = 'invalid_table_definition',
+                message = 'table ' || changed::text
+                    || ' is tracked by the audit trail and must keep a primary key',
+                hint = 'Call audit.disable_tracking(''' || changed::text
+                    || ''') (op.disable_tracking in a migration) first, or replace the key in the same ALTER TABLE statement.';
+        end if;
+        perform audit.enable_tracking(changed);
+    end loop;
+end
+$$;
+
+revoke all on function audit.follow_primary_key_changes() from public;
+
+do $$
+begin
+    if (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
+        if exists (
+            select from pg_catalog.pg_event_trigger
+            where evtname = 'audit_follow_primary_key_changes'
+                and evttags is distinct from array['ALTER TABLE', 'CREATE TABLE']
+        ) then
+            drop event trigger audit_follow_primary_key_changes;
+        end if;
+        if not exists (
+            select from pg_catalog.pg_event_trigger
+            where evtname = 'audit_follow_primary_key_changes'
+        ) then
+            create event trigger audit_follow_primary_key_changes
+                on ddl_command_end when tag in ('ALTER TABLE', 'CREATE TABLE')
+                execute function audit.follow_primary_key_changes();
+        end if;
+    elsif not exists (
+        select from pg_catalog.pg_event_trigger where evtname = 'audit_follow_primary_key_changes'
+    ) then
+        raise warning using
+            message = 'install_audit: not a superuser, so primary-key changes of tracked tables '
+                || 'are not followed automatically',
+            hint = 'After changing the primary key of a tracked table, call op.enable_tracking() for it again.';
+    end if;
+end
+$$;
+
+create or replace function audit.refuse_unsafe_json_casts()
+returns event_trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    unsafe record;
+begin
+    select c.castsource::regtype::text as source, c.casttarget::regtype::text as target,
+        c.castfunc::regprocedure::text as function, o.rolname::text as owner
+    into unsafe
+    from pg_event_trigger_ddl_commands() d
+    join pg_cast c on (d.classid = 'pg_cast'::regclass and c.oid = d.objid)
+        or (d.classid = 'pg_proc'::regclass and c.castfunc = d.objid)
+    join pg_proc p on p.oid = c.castfunc
+    join pg_roles o on o.oid = p.proowner
+    where c.casttarget in ('json'::regtype, 'jsonb'::regtype) and not o.rolsuper
+    order by c.castsource, c.casttarget
+    limit 1;
+    if found then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = 'the cast (' || unsafe.source || ' as ' || unsafe.target
+                || ') uses the function ' || unsafe.function || ' owned by '
+                || quote_ident(unsafe.owner) || ', not a superuser: the audit triggers'
+                || ' would run it with their owner''s rights',
+            hint = 'While the audit trail is installed, a cast to json or jsonb may only use a'
+                || ' function owned by a superuser: drop the cast (drop cast ('
+                || unsafe.source || ' as ' || unsafe.target || ')) or have a superuser own '
+                || unsafe.function || '.';
+    end if;
+end
+$$;
+
+revoke all on function audit.refuse_unsafe_json_casts() from public;
+
+do $$
+begin
+    if (select rolsuper from pg_catalog.pg_roles where rolname = current_user) then
+        if not exists (
+            select from pg_catalog.pg_event_trigger
+            where evtname = 'audit_refuse_unsafe_json_casts'
+        ) then
+            create event trigger audit_refuse_unsafe_json_casts
+                on ddl_command_end when tag in ('CREATE CAST', 'ALTER FUNCTION', 'ALTER ROUTINE')
+                execute function audit.refuse_unsafe_json_casts();
+        end if;
+    elsif not exists (
+        select from pg_catalog.pg_event_trigger where evtname = 'audit_refuse_unsafe_json_casts'
+    ) then
+        raise warning using
+            message = 'install_audit: not a superuser, so casts to json that run code of other '
+                || 'roles are only refused when a table is tracked',
+            hint = 'The audit triggers run as the role that installed the audit trail: '
+                || 'give it no more rights than it needs.';
+    end if;
+end
+$$;
+
+create or replace function audit.trigger_argument_list(args bytea)
+returns text[]
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    rest bytea := args;
+    found text[] := '{}';
+    pos integer;
+begin
+    while rest is not null and length(rest) > 0 loop
+        pos := position('\x00'::bytea in rest);
+        found := found || convert_from(substring(rest from 1 for pos - 1), 'UTF8');
+        rest := substring(rest from pos + 1);
+    end loop;
+    return found;
+end
+$$;
+
+revoke all on function audit.trigger_argument_list(bytea) from public;
+
+create or replace function audit.tracking_options(target regclass)
+returns text[]
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    found text[];
+    pos integer;
+begin
+    found := audit.trigger_argument_list((
+        select t.tgargs from pg_trigger t
+        where t.tgrelid = target and t.tgname in ('audit_row_change', 'audit_insert')
+        order by t.tgname
+        limit 1
+    ));
+    pos := array_position(found, '');
+    if pos is null then
+        return '{}';
+    end if;
+    return found[pos+1:cardinality(found)];
+end
+$$;
+
+revoke all on function audit.tracking_options(regclass) from public;
+
+create or replace function audit.set_tracking_options(target regclass, options text[])
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    trigger_row record;
+    definition text;
+    call text;
+    new_args text[];
+    sep integer;
+begin
+    for trigger_row in
+        select t.oid, t.tgname, t.tgfoid, t.tgargs from pg_trigger t
+        where t.tgrelid = target
+            and t.tgname in (
+                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
+                'audit_key_change'
+            )
+        order by t.tgname
+    loop
+        new_args := audit.trigger_argument_list(trigger_row.tgargs);
+        sep := array_position(new_args, '');
+        if sep is not null then
+            new_args := new_args[1:sep-1];
+        end if;
+        if cardinality(options) > 0 then
+            new_args := new_args || array[''] || options;
+        end if;
+        if audit.trigger_arguments(new_args) is not distinct from trigger_row.tgargs then
+            continue;
+        end if;
+        definition := pg_get_triggerdef(trigger_row.oid);
+        call := ' EXECUTE FUNCTION ' || trigger_row.tgfoid::regproc::text || '(';
+        -- The definition up to its last such call (the call ends it).
+        definition := left(
+            definition,
+            length(definition) - strpos(reverse(definition), reverse(call)) - length(call) + 1
+        );
+        execute 'drop trigger ' || quote_ident(trigger_row.tgname) || ' on ' || target::text;
+        execute definition || call
+            || (select string_agg(quote_literal(a), ', ') from unnest(new_args) as a) || ')';
+    end loop;
+end
+$$;
+
+revoke all on function audit.set_tracking_options(regclass, text[]) from public;
+
+create or replace function audit.enable_tracking(
+    target regclass, exclude text[], skip_unchanged boolean
+)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    options text[] := '{}';
+    wrong text;
+begin
+    if exclude is null or skip_unchanged is null then
+        raise exception using
+            errcode = 'null_value_not_allowed',
+            message = 'audit.enable_tracking: exclude and skip_unchanged must not be null',
+            hint = 'Pass ''{}'' and false for the defaults.';
+    end if;
+    if array_position(exclude, null) is not null or '' = any (exclude) then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.enable_tracking: exclude holds a null or empty column name';
+    end if;
+    wrong := (
+        select string_agg(quote_ident(c), ', ' order by c)
+        from unnest(exclude) as c
+        where c = any (audit.primary_key_columns(target))
+    );
+    if wrong is not null then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.enable_tracking: cannot exclude ' || wrong || ' of table '
+                || target::text || ': primary-key columns identify each record',
+            hint = 'Leave the primary-key columns out of exclude.';
+    end if;
+    wrong := (
+        select string_agg(quote_ident(c), ', ' order by c)
+        from unnest(exclude) as c
+        where not exists (
+            select from pg_attribute a
+            where a.attrelid = target and a.attname = c and a.attnum > 0 and not a.attisdropped
+        )
+    );
+    if wrong is not null then
+        raise exception using
+            errcode = 'undefined_column',
+            message = 'audit.enable_tracking: cannot exclude ' || wrong || ': table '
+                || target::text || ' has no such column';
+    end if;
+    options := array(
+        select 'exclude=' || d.c from (select distinct c from unnest(exclude) as c) as d
+        order by d.c
+    );
+    if skip_unchanged then
+        options := options || 'skip_unchanged'::text;
+    end if;
+    -- Version 1's triggers first (made anew or kept as they are), then the options.
+    perform audit.set_tracking_options(target, '{}');
+    perform audit.enable_tracking_keys(target);
+    perform audit.set_tracking_options(target, options);
+end
+$$;
+
+create or replace function audit.enable_tracking(target regclass)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    options text[] := audit.tracking_options(target);
+begin
+    perform audit.set_tracking_options(target, '{}');
+    perform audit.enable_tracking_keys(target);
+    perform audit.set_tracking_options(target, options);
+end
+$$;
+
+revoke all on function audit.enable_tracking(regclass, text[], boolean) from public;
+
+revoke all on function audit.enable_tracking(regclass) from public;
+
+do $$
+declare
+    reference_functions oid[] := array[
+        pg_catalog.to_regprocedure('audit.insert_update_delete_trigger()'),
+        pg_catalog.to_regprocedure('audit.truncate_trigger()')
+    ];
+    tracked regclass;
+    trigger_name name;
+    moved text[] := array[]::text[];
+begin
+    if reference_functions[1] is null and reference_functions[2] is null then
+        return;
+    end if;
+    for tracked in
+        select c.oid::regclass
+        from pg_catalog.pg_class c
+        where exists (
+            select from pg_catalog.pg_trigger t
+            where t.tgrelid = c.oid and t.tgfoid = any (reference_functions)
+        )
+        order by c.oid::regclass::text
+    loop
+        for trigger_name in
+            select t.tgname from pg_catalog.pg_trigger t
+            where t.tgrelid = tracked and t.tgfoid = any (reference_functions)
+            order by t.tgname
+        loop
+            execute 'drop trigger ' || pg_catalog.quote_ident(trigger_name) || ' on '
+                || tracked::text;
+        end loop;
+        perform audit.enable_tracking(tracked);
+        moved := moved || tracked::text;
+    end loop;
+    drop function if exists audit.insert_update_delete_trigger();
+    drop function if exists audit.truncate_trigger();
+    raise notice using
+        message = 'hyper_audit: took over the existing audit install; '
+            || case
+                when pg_catalog.cardinality(moved) = 0 then 'it tracked no table'
+                else 'tracked by hyper_audit triggers now: '
+                    || pg_catalog.array_to_string(moved, ', ')
+            end;
+end
+$$;
+
+do $hyper_audit$
+declare
+    caller constant text := 'op.install_audit';
+    phase constant text := 'policy';
+    set_chunk_interval constant boolean := true;
+    new_chunk_interval constant interval := '7 days';
+    set_compress_after constant boolean := true;
+    new_compress_after constant interval := '30 days';
+    set_retention constant boolean := false;
+    new_retention constant interval := null;
+    -- The indexes that indexes.sql drops and makes again, composite with
+    -- ts, around its conversion; a plain table's other indexes stay as they are.
+    managed_indexes constant text[] := array['record_version_ts', 'record_version_record_id', 'record_version_old_record_id', 'record_version_table_oid']::text[];
+    timescale_schema name;
+    extension_version text;
+    kind "char";
+    layout text;
+    plain_keys text[];
+    plain_indexes text[];
+    compression_enabled boolean;
+    current_chunk_interval interval;
+    current_compress_after interval;
+    current_retention interval;
+    statement text;
+begin
+    select n.nspname, e.extversion into timescale_schema, extension_version
+    from pg_catalog.pg_extension e
+    join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+    where e.extname = 'timescaledb';
+    kind := (
+        select c.relkind from pg_catalog.pg_class c
+        where c.oid = pg_catalog.to_regclass('audit.record_version')
+    );
+    layout := case when kind is null then 'missing' when kind = 'p' then 'partitioned' else 'plain' end;
+
+    if layout = 'plain' then
+        plain_keys := array(
+            select pg_catalog.quote_ident(k.conname::text) from pg_catalog.pg_constraint k
+            where k.conrelid = 'audit.record_version'::regclass and k.contype in ('p', 'u', 'x')
+            order by k.conname
+        );
+        plain_indexes := array(
+            select pg_catalog.quote_ident(c.relname::text)
+            from pg_catalog.pg_index i
+            join pg_catalog.pg_class c on c.oid = i.indexrelid
+            where i.indrelid = 'audit.record_version'::regclass
+                and not exists (
+                    select from pg_catalog.pg_constraint k where k.conindid = i.indexrelid
+                )
+                and c.relname::text = any (managed_indexes)
+            order by c.relname
+        );
+    end if;
+
+    -- TimescaleDB's views exist only with the extension: read only then.
+    if timescale_schema is not null and layout = 'plain' then
+        select h.compression_enabled into compression_enabled
+        from timescaledb_information.hypertables h
+        where h.hypertable_schema = 'audit' and h.hypertable_name = 'record_version';
+        if found then
+            layout := 'hypertable';
+            select d.time_interval into current_chunk_interval
+            from timescaledb_information.dimensions d
+            where d.hypertable_schema = 'audit' and d.hypertable_name = 'record_version'
+                and d.column_name = 'ts';
+            select (j.config ->> 'compress_after')::interval into current_compress_after
+            from timescaledb_information.jobs j
+            where j.proc_name = 'policy_compression'
+                and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            select (j.config ->> 'drop_after')::interval into current_retention
+            from timescaledb_information.jobs j
+            where j.proc_name = 'policy_retention'
+                and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+        end if;
+    end if;
+
+    foreach statement in array pg_temp.hyper_audit_timescale_plan(
+        caller, phase, timescale_schema, extension_version,
+        pg_catalog.current_setting('timescaledb.license', true), layout,
+        plain_keys, plain_indexes, compression_enabled,
+        current_chunk_interval, current_compress_after, current_retention,
+        set_chunk_interval, new_chunk_interval,
+        set_compress_after, new_compress_after,
+        set_retention, new_retention
+    ) loop
+        execute statement;
+    end loop;
+end
+$hyper_audit$;
+
+drop function pg_temp.hyper_audit_timescale_plan(
+    text, text, name, text, text, text, text[], text[], boolean, interval, interval, interval,
+    boolean, interval, boolean, interval, boolean, interval
+);
+
+COMMIT;
+
