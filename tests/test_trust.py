@@ -97,6 +97,16 @@ def outcome(db: Db, statement: str) -> str | None:
 # Class 1: a table owner's or TRIGGER holder's text run by the audit owner
 # ======================================================================================
 
+
+def alter_squatted(db: Db, statement: str = "alter table account add column z int") -> bool:
+    """Run an ALTER TABLE of a table whose audit trigger name another trigger holds: the
+    event trigger re-syncs its audit triggers. It may refuse, as duplicate_object (42710),
+    since it cannot make an audit trigger under a taken name; True when it went through."""
+    altered = outcome(db, statement)
+    assert altered is None or altered.startswith("42710: "), altered
+    return altered is None
+
+
 # audit.set_tracking_options cuts pg_get_triggerdef() at its last ' EXECUTE FUNCTION f('
 # and executes the rest: arguments holding that text end the cut inside themselves.
 CUT = " EXECUTE FUNCTION suppress_redundant_updates_trigger("
@@ -139,7 +149,7 @@ def test_owner_squatting_an_audit_trigger_name_does_not_become_superuser(
     db.run(f"set role {owner}")
     db.run(f"drop trigger {name} on account")
     db.run(squat(name, "account", f"alter role {owner} superuser"))
-    db.run("alter table account add column z int")  # the event trigger re-syncs the table
+    alter_squatted(db)  # the event trigger re-syncs the table's audit triggers
     db.run("reset role")
     assert not is_superuser(db, owner)
 
@@ -175,7 +185,7 @@ def test_owner_trigger_arguments_are_never_executed(db: Db, owned_account: str, 
     db.run(f"set role {owner}")
     db.run("drop trigger audit_insert on account")
     db.run(squat("audit_insert", "account", PAYLOADS[shape].format(owner=owner)))
-    db.run("alter table account add column z int")
+    altered = alter_squatted(db)
     db.run("reset role")
     db.run("update account set name = 'b'")
     try:
@@ -185,7 +195,8 @@ def test_owner_trigger_arguments_are_never_executed(db: Db, owned_account: str, 
             db.one("select has_table_privilege(%s, 'audit.record_version', 'select')", [owner]),
             db.rows("select rolname::text from pg_roles where rolname like 'x%%--'"),
         )
-        assert found == ([], ("UPDATE", {"id": 1, "name": "b", "z": None}), False, [])
+        updated = {"id": 1, "name": "b", **({"z": None} if altered else {})}
+        assert found == ([], ("UPDATE", updated), False, [])
     finally:
         for (name,) in db.rows("select rolname::text from pg_roles where rolname like 'x%%--'"):
             db.run(f'drop role "{name}"')
@@ -208,13 +219,13 @@ def test_owner_cannot_forge_tracking_options_through_a_squatted_trigger(
         "create trigger audit_insert after insert on account for each statement"
         " execute function suppress_redundant_updates_trigger('id', '', 'exclude=name')"
     )
-    db.run("alter table account add column z int")
+    z = {"z": None} if alter_squatted(db) else {}
     db.run("reset role")
     db.run("update account set name = 'b'")
     assert [(op, rec, old) for op, _, _, rec, old in rows_of(db)][-1] == (
         "UPDATE",
-        {"id": 1, "name": "b", "z": None},
-        {"id": 1, "name": "a", "z": None},
+        {"id": 1, "name": "b", **z},
+        {"id": 1, "name": "a", **z},
     )
 
 
@@ -250,7 +261,7 @@ def test_trigger_holder_squatting_a_free_audit_name_gains_nothing(
     db.run(f"set role {trigger_holder}")
     db.run(squat(name, table, f"alter role {trigger_holder} superuser"))
     db.run("reset role")
-    db.run(f"alter table {table} add column z int")  # its owner changes it later
+    alter_squatted(db, f"alter table {table} add column z int")  # its owner changes it later
     assert not is_superuser(db, trigger_holder)
 
 
@@ -928,9 +939,11 @@ def test_type_owner_casts_that_to_jsonb_ignores_change_nothing(
     db: Db, type_owner: str, cast: str
 ) -> None:
     # to_jsonb() looks up casts to json only, only with a function, and never for
-    # composite types: these casts cannot reach the audit triggers (passes today).
+    # composite types: these casts cannot reach the audit triggers (passes today). The
+    # event trigger may refuse them all the same.
     db.run(f"set role {type_owner}")
-    db.run(cast)
+    made = outcome(db, cast)
+    assert made is None or made.startswith("42501: "), made
     db.run("reset role")
     db.run("insert into moods values (1, array[row('ok', 1)]::app.feeling[])")
     db.run("insert into diary values (1, 'ok')")
