@@ -43,9 +43,11 @@ import json, os, sys
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from hyper_audit_alembic import audit_context, history
+from hyper_audit_alembic.urls import engine_url
 from models import Account
 
-engine = sa.create_engine(os.environ["DATABASE_URL"])
+# A plain postgresql:// URL, with the driver a plain install has (README: Install).
+engine = sa.create_engine(engine_url(os.environ["DATABASE_URL"]))
 with Session(engine) as session:
     with audit_context(session, actor="user:42", request_id="r-1"):
         session.add(Account(id=1, name="Foo"))
