@@ -32,9 +32,11 @@ declare
         || '), row('
         || (select string_agg('(new_row).' || quote_ident(c), ', ') from unnest(pkey_cols) as c)
         || '))';
+    -- The function's name, schema-qualified and quoted, and its signature.
+    signature text := 'audit.' || quote_ident(function_name) || '(anyelement, anyelement)';
     found regprocedure;
 begin
-    found := to_regprocedure('audit.' || function_name || '(anyelement, anyelement)');
+    found := to_regprocedure(signature);
     if found is null and not create_it then
         return null;
     end if;
@@ -42,25 +44,22 @@ begin
             and (select p.prosrc from pg_catalog.pg_proc as p where p.oid = found) = body then
         return found;
     end if;
-    execute 'create or replace function audit.' || quote_ident(function_name)
+    execute 'create or replace function ' || 'audit.' || quote_ident(function_name)
         || '(old_row anyelement, new_row anyelement) returns boolean'
         || ' language sql immutable parallel safe as ' || quote_literal(body);
     if found is null then
         -- Whoever writes a tracked table evaluates the WHEN clause, so it calls this (the
         -- same privileges as install_audit gives it).
-        execute 'revoke all on function audit.' || quote_ident(function_name)
-            || '(anyelement, anyelement) from public';
-        execute 'grant execute on function audit.' || quote_ident(function_name)
-            || '(anyelement, anyelement) to public';
-        execute 'comment on function audit.' || quote_ident(function_name)
-            || '(anyelement, anyelement) is '
+        execute 'revoke all on function ' || signature || ' from public';
+        execute 'grant execute on function ' || signature || ' to public';
+        execute 'comment on function ' || signature || ' is '
             || quote_literal(
                 'hyper_audit: did the primary key ('
                 || array_to_string(pkey_cols, ', ')
                 || ') change? Used by audit_key_change triggers.'
             );
     end if;
-    return to_regprocedure('audit.' || function_name || '(anyelement, anyelement)');
+    return to_regprocedure(signature);
 end
 $$;
 
