@@ -527,6 +527,30 @@ def test_writer_forging_a_nested_marker_cannot_drop_an_update(db: Db, writer: st
     ]
 
 
+def test_the_key_change_condition_stays_inlined(db: Db, writer: str) -> None:
+    # The condition is a plain SQL function (no SET clause) so the planner inlines it into
+    # the WHEN clause: no function call per updated row. Inlined calls are not counted.
+    db.run("set track_functions = 'all'")
+    db.run("begin")
+    db.run("update t set id = id + 10")
+    db.run("update u set v = v + 1")
+    called = db.rows(
+        "select funcname::text, calls from pg_stat_xact_user_functions"
+        " where schemaname = 'audit' order by 1"
+    )
+    db.run("commit")
+    db.run("reset track_functions")
+    assert called == [("record_key_change", 2), ("record_row_change", 2)]
+    # Its body names nothing the writer's session could resolve otherwise.
+    assert db.rows(
+        "select distinct p.prosrc from pg_proc p where p.pronamespace = 'audit'::regnamespace"
+        " and p.proname like 'key\\_changed\\_%' order by 1"
+    ) == [
+        ("select pg_catalog.record_image_ne(row((old_row).id), row((new_row).id))",),
+        ("select pg_catalog.record_image_ne(row((old_row).k), row((new_row).k))",),
+    ]
+
+
 def test_writer_cannot_reach_the_key_change_hand_off(db: Db, writer: str) -> None:
     # The hand-off from audit_key_change to audit_update is a table only the audit owner
     # writes and reads (the setting version 2 used is ignored: the tests above), also for
