@@ -622,9 +622,7 @@ SETTING_DEPENDENT_KEYS = {
 
 
 @pytest.mark.parametrize("key", sorted(SETTING_DEPENDENT_KEYS))
-def test_history_the_reference_wrote_runs_on_under_any_writer_settings(
-    both: Db, key: str
-) -> None:
+def test_history_the_reference_wrote_runs_on_under_any_writer_settings(both: Db, key: str) -> None:
     """The reference records a row under its default settings; ours records the row's next
     change under a writer's hostile output settings: the same record id and the same key
     value, so the record's history (history(), record_id()) runs on across both."""
@@ -645,7 +643,7 @@ def test_history_the_reference_wrote_runs_on_under_any_writer_settings(
         db.run(f"update {table} set v = 2")
     finally:
         db.run("reset all")
-    (reference_id, reference_record), = db.rows(
+    ((reference_id, reference_record),) = db.rows(
         "select record_id::text, record from audit_reference.record_version"
         " where table_oid = %s::regclass",
         [table],
@@ -655,6 +653,4 @@ def test_history_the_reference_wrote_runs_on_under_any_writer_settings(
         " from audit.record_version where table_oid = %s::regclass",
         [table],
     )
-    assert ours == [
-        (reference_id, reference_id, {**reference_record, "v": 2}, reference_record)
-    ]
+    assert ours == [(reference_id, reference_id, {**reference_record, "v": 2}, reference_record)]

@@ -128,7 +128,12 @@ def test_key_text_forms() -> None:
     assert key_text(dt.time(3, 4, 5, 500000)) == "03:04:05.5"
     assert key_text(b"\x01\xff") == "\\x01ff"
     assert [key_text(f) for f in (149.99, 100.0, 1e-05, 1e16, -0.0, float("-inf"))] == [
-        "149.99", "100", "0.00001", "10000000000000000", "0", "-Infinity"
+        "149.99",
+        "100",
+        "0.00001",
+        "10000000000000000",
+        "0",
+        "-Infinity",
     ]
     kathmandu = dt.timezone(dt.timedelta(hours=5, minutes=45))
     assert key_text(dt.datetime(2024, 1, 2, 3, 4, 5, 500000, tzinfo=kathmandu)) == (
