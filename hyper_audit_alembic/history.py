@@ -234,9 +234,10 @@ class RecordVersion(AuditBase):
     Usable with the application's own ``Session``; reading it needs SELECT on
     ``audit.record_version`` (and USAGE on schema ``audit``).
 
-    It maps audit schema version 2 (the current one): ``actor``, ``context`` and
-    ``transaction_id`` exist from version 2 on, so a database still at version 1 needs
-    its audit schema upgraded (``op.upgrade_audit()``) before this class can read it.
+    It maps audit schema version 2 and later (version 3 adds no column): ``actor``,
+    ``context`` and ``transaction_id`` exist from version 2 on, so a database still at
+    version 1 needs its audit schema upgraded (``op.upgrade_audit()``) before this class
+    can read it.
     Rows recorded before that upgrade have None in these three.
     """
 

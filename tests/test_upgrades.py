@@ -521,6 +521,22 @@ def test_autogenerate_upgrades_an_old_audit_schema_first(engine: sa.Engine) -> N
         assert autogenerate(connection, account_models()) == ([], [])
 
 
+def test_autogenerate_proposes_the_upgrade_from_version_2(engine: sa.Engine) -> None:
+    install_released(engine, 2)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "create table account (id int primary key, name varchar not null)"
+        )
+        connection.exec_driver_sql("select audit.enable_tracking('account')")
+        assert autogenerate(connection, account_models()) == (
+            [f"op.upgrade_audit(from_version=2, to_version={CURRENT})"],
+            [f"op.downgrade_audit(from_version={CURRENT}, to_version=2)"],
+        )
+    run_online(engine, lambda op: op.upgrade_audit(from_version=2, to_version=CURRENT))
+    with engine.begin() as connection:
+        assert autogenerate(connection, account_models()) == ([], [])
+
+
 def test_autogenerate_refuses_a_newer_audit_schema(engine: sa.Engine) -> None:
     run_online(engine, lambda op: op.install_audit())
     with engine.begin() as connection:
