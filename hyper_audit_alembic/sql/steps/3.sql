@@ -11,7 +11,9 @@
 -- DEFINER; nobody else has any privilege on it). One row per backend, tracked table and
 -- trigger depth, updated in place (first_id null between statements); a failed statement
 -- leaves nothing, as the table is transactional. Unlogged: it holds nothing after a
--- statement ends, so a crash loses nothing and no WAL is written for it.
+-- statement ends, so a crash loses nothing and no WAL is written for it. A row stays for
+-- each backend process id and table that ever changed a key (process ids are reused);
+-- `truncate audit.key_change_state` between statements is always safe.
 --
 -- Idempotent: every install runs it after steps/2.sql. The text holds no '%' and no ':name'.
 
