@@ -682,14 +682,20 @@ begin
         )
         select p.id, p.id, 'UPDATE', tg_relid, tg_table_schema, tg_table_name, p.rec, p.old_rec
         from (
-            select audit.to_record_id(tg_relid, tg_argv, n.rec) as id, n.rec, o.rec as old_rec
+            select
+                audit.to_record_id(tg_relid, tg_argv, n.rec) as id,
+                n.rec,
+                o.rec as old_rec,
+                audit.record_id_text(tg_relid, tg_argv, n.rec) collate "C"
+                    = audit.record_id_text(tg_relid, tg_argv, o.rec) collate "C" as same_key
             from (select to_jsonb(r) as rec from audit_new as r offset 0) as n
             cross join (select to_jsonb(r) as rec from audit_old as r offset 0) as o
             where not exists (select from audit_old offset 1)
-                and audit.record_id_text(tg_relid, tg_argv, n.rec) collate "C"
-                    = audit.record_id_text(tg_relid, tg_argv, o.rec) collate "C"
             offset 0
-        ) as p;
+        ) as p
+        -- Tested after the join (offset 0 above), which stays a plain nested loop over one
+        -- row each (as a join condition, the key comparison would build a hash table).
+        where p.same_key;
         get diagnostics written = row_count;
         if written = 1 then
             return null;
