@@ -38,6 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -89,14 +90,18 @@ def key_text(value: object) -> str:
       history functions do that themselves for a model's ``Numeric(scale=...)`` column);
     * ``datetime.date``, naive ``datetime.datetime`` (timestamp) and naive
       ``datetime.time``: ISO 8601 with a ``T``, trailing zeros of the fraction dropped;
-    * aware ``datetime.datetime`` (timestamptz): rendered with its own UTC offset, which
-      matches only if the session that wrote the row had a ``TimeZone`` giving that same
-      offset (PostgreSQL writes timestamptz in the session's time zone), so timestamptz
-      keys are best avoided;
+    * aware ``datetime.datetime`` (timestamptz): converted to UTC and written with
+      ``+00:00``, as the audit triggers render timestamptz whatever the writer's
+      ``TimeZone`` (audit schema version 3 on; rows an earlier version wrote in a session
+      whose time zone was not UTC have ids of that offset's text: pass it as a ``str``);
+    * ``float`` (double precision): its shortest exact decimal text, without exponent
+      (``149.99``, ``100``, ``0.00001``), as ``extra_float_digits = 1`` gives it through
+      jsonb; ``NaN``, ``Infinity``, ``-Infinity``;
     * ``bytes`` (bytea): ``\\x`` and lowercase hex.
 
-    Any other key type (float, interval, arrays, ...) can be passed as the exact text
-    PostgreSQL produces for it, as a ``str``.
+    Any other key type (real, interval, arrays, ...) can be passed as the exact text
+    PostgreSQL produces for it under the canonical settings (README, "Canonical forms"),
+    as a ``str``.
     """
     if isinstance(value, enum.Enum):
         raise TypeError(
@@ -110,17 +115,17 @@ def key_text(value: object) -> str:
         return str(value)
     if isinstance(value, uuid.UUID):
         return str(value)
+    if isinstance(value, float):
+        return _float_text(value)
     if isinstance(value, Decimal):
         if not value.is_finite():
             return "NaN" if value.is_nan() else str(value)
         return format(value.copy_abs() if value.is_zero() else value, "f")
     if isinstance(value, dt.datetime):
-        text = value.replace(tzinfo=None).isoformat()
-        text = _trim_fraction(text)
-        offset = value.utcoffset()
-        if offset is not None:
-            text += _offset_text(offset)
-        return text
+        if value.utcoffset() is not None:
+            value = value.astimezone(dt.timezone.utc)
+            return _trim_fraction(value.replace(tzinfo=None).isoformat()) + "+00:00"
+        return _trim_fraction(value.isoformat())
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, dt.time):
@@ -137,19 +142,24 @@ def key_text(value: object) -> str:
     )
 
 
+def _float_text(value: float) -> str:
+    """A float8 key as ``to_jsonb()`` gives it under ``extra_float_digits = 1``: the shortest
+    text that reads back as the same double (Python's ``repr`` has the same digits), read as
+    a jsonb number, so written without exponent and without a trailing ``.0``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "0"
+    text = format(Decimal(repr(value)), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
 def _trim_fraction(text: str) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
-
-
-def _offset_text(offset: dt.timedelta) -> str:
-    seconds = int(offset.total_seconds())
-    sign = "-" if seconds < 0 else "+"
-    hours, rest = divmod(abs(seconds), 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = f"{sign}{hours:02d}:{minutes:02d}"
-    return text + f":{seconds:02d}" if seconds else text
 
 
 def record_id(table_oid: int, *key_values: object) -> uuid.UUID:
@@ -224,9 +234,10 @@ class RecordVersion(AuditBase):
     Usable with the application's own ``Session``; reading it needs SELECT on
     ``audit.record_version`` (and USAGE on schema ``audit``).
 
-    It maps audit schema version 2 (the current one): ``actor``, ``context`` and
-    ``transaction_id`` exist from version 2 on, so a database still at version 1 needs
-    its audit schema upgraded (``op.upgrade_audit()``) before this class can read it.
+    It maps audit schema version 2 and later (version 3 adds no column): ``actor``,
+    ``context`` and ``transaction_id`` exist from version 2 on, so a database still at
+    version 1 needs its audit schema upgraded (``op.upgrade_audit()``) before this class
+    can read it.
     Rows recorded before that upgrade have None in these three.
     """
 

@@ -441,7 +441,7 @@ def test_fresh_upgraded_and_downgraded_catalogs(
     pg_server: ThrowawayPostgres, engine: sa.Engine, db_url: str
 ) -> None:
     """A fresh install equals an upgraded version 1; a downgrade gives version 1's
-    catalog plus the three columns, whose recorded values stay."""
+    catalog plus the three columns (from version 2), whose recorded values stay."""
     other = f"{sa.make_url(db_url).database}_other"
     with extra_database(pg_server, other):
         other_url = pg_server.url(other)
@@ -450,7 +450,7 @@ def test_fresh_upgraded_and_downgraded_catalogs(
             run(other_engine, [*sql.released_statements(1), *TABLE])
             with connect(other_url) as db:
                 version_1 = catalog_snapshot(db)
-            run(other_engine, sql.upgrade_statements(1, 2))
+            run(other_engine, sql.upgrade_statements(1, sql.SCHEMA_VERSION))
             with connect(other_url) as db:
                 upgraded = catalog_snapshot(db)
         finally:
@@ -461,7 +461,7 @@ def test_fresh_upgraded_and_downgraded_catalogs(
         assert catalog_snapshot(db) == upgraded
         run(engine, sql.install_statements())  # installing again changes nothing
         assert catalog_snapshot(db) == upgraded
-        assert upgraded["schema_version"] == [(2,)]
+        assert upgraded["schema_version"] == [(sql.SCHEMA_VERSION,)]
         assert [c[2:] for c in upgraded["columns"] if c[3] in ("actor", "context")] == [
             (
                 11,
@@ -498,7 +498,7 @@ def test_fresh_upgraded_and_downgraded_catalogs(
             (ROLE, None),
         ]
 
-        run(engine, sql.downgrade_statements(2, 1))
+        run(engine, sql.downgrade_statements(sql.SCHEMA_VERSION, 1))
         assert db.rows(everything) == before
         downgraded = catalog_snapshot(db)
         v2_columns = [c for c in downgraded["columns"] if c[1] == "record_version" and c[3] in KEPT]
@@ -508,7 +508,13 @@ def test_fresh_upgraded_and_downgraded_catalogs(
             (13, "transaction_id", "xid8", False, None),
         ]
         downgraded["columns"] = [c for c in downgraded["columns"] if c not in v2_columns]
-        assert downgraded == version_1
+        # The key-change conditions keep the body of version 3 (binary images, which
+        # version 1's and 2's triggers use just as well): the same functions otherwise.
+        conditions = [f for f in downgraded["functions"] if f[1].startswith("key_changed_")]
+        assert [f[3].split("$function$")[1] for f in conditions] == [
+            "select pg_catalog.record_image_ne(row((old_row).id), row((new_row).id))"
+        ]
+        assert without_condition_bodies(downgraded) == without_condition_bodies(version_1)
 
         run(engine, ["insert into item values (3, 'c')"])  # version 1 fills no actor
         assert db.rows("select actor, context, transaction_id from audit.record_version")[-1] == (
@@ -516,11 +522,23 @@ def test_fresh_upgraded_and_downgraded_catalogs(
             None,
             None,
         )
-        run(engine, sql.upgrade_statements(1, 2))
+        run(engine, sql.upgrade_statements(1, sql.SCHEMA_VERSION))
         assert db.rows(everything)[: len(before)] == before
 
 
 KEPT = ("actor", "context", "transaction_id")
+
+
+def without_condition_bodies(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The catalog snapshot without the definitions and volatility of the key-change
+    conditions (``audit.key_changed_*``), which a downgrade from version 3 keeps."""
+    return {
+        **snapshot,
+        "functions": [
+            (*f[:3], *f[4:6], *f[7:]) if f[1].startswith("key_changed_") else f
+            for f in snapshot["functions"]
+        ],
+    }
 
 
 def test_upgrade_of_a_compressed_hypertable() -> None:
@@ -575,11 +593,19 @@ def test_the_version_guards(engine: sa.Engine) -> None:
         "There is no audit schema to downgrade in this database.",
     )
     run(engine, sql.install_statements())
-    assert _error(engine, sql.upgrade_statements(1, 2)) == (
-        "audit schema upgrade to version 2: the installed audit schema is version 2, not version 1",
-        "The audit schema is at version 2 already: there is nothing to upgrade.",
+    current = sql.SCHEMA_VERSION
+    assert _error(engine, sql.upgrade_statements(current - 1, current)) == (
+        f"audit schema upgrade to version {current}: the installed audit schema is version "
+        f"{current}, not version {current - 1}",
+        f"The audit schema is at version {current} already: there is nothing to upgrade.",
     )
-    run(engine, sql.downgrade_statements(2, 1))
+    assert _error(engine, sql.upgrade_statements(1, 2)) == (
+        f"audit schema upgrade to version 2: the installed audit schema is version {current},"
+        " not version 1",
+        "This database has a newer audit schema than this step expects: downgrade it first,"
+        " or leave out this step.",
+    )
+    run(engine, sql.downgrade_statements(current, 1))
     assert _error(engine, sql.downgrade_statements(2, 1)) == (
         "audit schema downgrade to version 1: the installed audit schema is version 1, "
         "not version 2",
@@ -588,31 +614,47 @@ def test_the_version_guards(engine: sa.Engine) -> None:
 
 
 def test_the_version_helpers() -> None:
-    assert sql.SCHEMA_VERSION == 2
+    assert sql.SCHEMA_VERSION == 3
     found = sql.install_statements()  # the steps, the indexes, the functions (others around)
-    upgrade_guard = sql.filled(
-        "version_guard", {"direction": "upgrade", "target": 2, "expected": 1}
-    )
-    downgrade_guard = sql.filled(
-        "version_guard", {"direction": "downgrade", "target": 1, "expected": 2}
-    )
-    steps = [*sql.statements("steps/1"), *sql.statements("steps/2")]  # no guard needed
-    start = found.index(steps[0])
+
+    def guard(direction: str, target: int, expected: int) -> str:
+        return sql.filled(
+            "version_guard", {"direction": direction, "target": target, "expected": expected}
+        )
+
+    steps = [*sql.statements("steps/1"), *sql.statements("steps/2"), *sql.statements("steps/3")]
+    start = found.index(steps[0])  # no guard needed
     assert found[start : start + len(steps)] == steps
     assert found[start + len(steps) :][: len(sql.statements("indexes"))] == list(
         sql.statements("indexes")
     )
     functions = sql.function_statements()
-    assert sql.upgrade_statements(1, 2) == [upgrade_guard, *sql.statements("steps/2"), *functions]
-    assert sql.upgrade_statements(2, 2) == sql.downgrade_statements(1, 1) == []
-    assert sql.downgrade_statements(2, 1) == [
-        downgrade_guard,
-        *sql.statements("steps/2.down"),
-        *sql.released_statements(1),
+    assert sql.upgrade_statements(2, 3) == [
+        guard("upgrade", 3, 2),
+        *sql.statements("steps/3"),
+        *functions,
     ]
+    # An intermediate version ends with the functions it was released with.
+    assert sql.upgrade_statements(1, 2) == [
+        guard("upgrade", 2, 1),
+        *sql.statements("steps/2"),
+        *sql.released_statements(2),
+    ]
+    assert sql.upgrade_statements(1, 3) == [
+        guard("upgrade", 2, 1), *sql.statements("steps/2"),
+        guard("upgrade", 3, 2), *sql.statements("steps/3"), *functions,
+    ]  # fmt: skip
+    assert sql.upgrade_statements(2, 2) == sql.downgrade_statements(1, 1) == []
+    assert sql.downgrade_statements(3, 1) == [
+        guard("downgrade", 2, 3), *sql.statements("steps/3.down"),
+        guard("downgrade", 1, 2), *sql.statements("steps/2.down"),
+        *sql.released_statements(1),
+    ]  # fmt: skip
     for statements, version in (
         (sql.statements("steps/2"), 2),
         (sql.statements("steps/2.down"), 1),
+        (sql.statements("steps/3"), 3),
+        (sql.statements("steps/3.down"), 2),
     ):
         assert list(statements[-2:]) == [
             "delete from audit.schema_version",
@@ -629,8 +671,8 @@ def test_the_version_helpers() -> None:
         "audit schema downgrade: cannot go from version 1 to 2; that is an upgrade"
     )
     with pytest.raises(ValueError) as raised:
-        sql.upgrade_statements(1, 3)
-    assert str(raised.value) == "audit schema upgrade: versions go from 1 to 2, not 3"
+        sql.upgrade_statements(1, 4)
+    assert str(raised.value) == "audit schema upgrade: versions go from 1 to 3, not 4"
     with pytest.raises(ValueError) as raised:
         sql.downgrade_statements(True, 1)
-    assert str(raised.value) == "audit schema downgrade: versions go from 1 to 2, not True"
+    assert str(raised.value) == "audit schema downgrade: versions go from 1 to 3, not True"

@@ -606,3 +606,51 @@ def test_random_programs_match_the_reference(
         "select count(*) from audit.record_version where record_id <> old_record_id"
     )
     event(f"key-change rows: {'some' if key_changes else 'none'}")
+
+
+# Key types whose text depends on a session's output settings (issue 12, class 4).
+SETTING_DEPENDENT_KEYS = {
+    "float8": ("float8", "149.99"),
+    "float4": ("real", "149.99"),
+    "float8_array": ("float8[]", "'{149.99,0.5}'"),
+    "bytea": ("bytea", "'\\x6162'::bytea"),
+    "timestamptz": ("timestamptz", "'2026-01-01 10:00+02'"),
+    "tstzrange": ("tstzrange", "'[2026-01-01 00:00Z,2026-01-02 00:00Z)'"),
+    "interval": ("interval", "'1 day 2 hours 0.5 seconds'"),
+    "tsrange": ("tsrange", "'[2026-01-01,2026-01-02)'"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(SETTING_DEPENDENT_KEYS))
+def test_history_the_reference_wrote_runs_on_under_any_writer_settings(both: Db, key: str) -> None:
+    """The reference records a row under its default settings; ours records the row's next
+    change under a writer's hostile output settings: the same record id and the same key
+    value, so the record's history (history(), record_id()) runs on across both."""
+    db = both
+    sql_type, literal = SETTING_DEPENDENT_KEYS[key]
+    table = f"settings_{key}"
+    db.run(f"create table {table} (k {sql_type} primary key, v int)")
+    db.run("select audit_reference.enable_tracking(%s::regclass)", [table])
+    db.run(f"insert into {table} values ({literal}, 1)")
+    db.run("select audit_reference.disable_tracking(%s::regclass)", [table])
+    db.run("select audit.enable_tracking(%s::regclass)", [table])
+    db.run(
+        "set extra_float_digits = -15; set bytea_output = 'escape';"
+        " set timezone = 'America/St_Johns'; set datestyle = 'SQL, DMY';"
+        " set intervalstyle = 'sql_standard'"
+    )
+    try:
+        db.run(f"update {table} set v = 2")
+    finally:
+        db.run("reset all")
+    ((reference_id, reference_record),) = db.rows(
+        "select record_id::text, record from audit_reference.record_version"
+        " where table_oid = %s::regclass",
+        [table],
+    )
+    ours = db.rows(
+        "select record_id::text, old_record_id::text, record, old_record"
+        " from audit.record_version where table_oid = %s::regclass",
+        [table],
+    )
+    assert ours == [(reference_id, reference_id, {**reference_record, "v": 2}, reference_record)]

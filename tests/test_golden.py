@@ -45,6 +45,12 @@ SCRIPTS: dict[str, Callable[[], str]] = {
     "downgrade_2_to_1": lambda: offline_sql(
         lambda op: op.downgrade_audit(from_version=2, to_version=1)
     ),
+    "upgrade_2_to_3": lambda: offline_sql(
+        lambda op: op.upgrade_audit(from_version=2, to_version=3)
+    ),
+    "downgrade_3_to_2": lambda: offline_sql(
+        lambda op: op.downgrade_audit(from_version=3, to_version=2)
+    ),
     "set_audit_partitioning": lambda: offline_sql(
         lambda op: op.set_audit_partitioning(premake=5, retention=None)
     ),

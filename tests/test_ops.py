@@ -373,6 +373,8 @@ def test_sql_files_are_known() -> None:
         "steps/1",
         "steps/2",
         "steps/2.down",
+        "steps/3",
+        "steps/3.down",
         "timescale_plan",
         "timescale_policy",
         "track_table",

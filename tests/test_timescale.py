@@ -31,6 +31,7 @@ from audit_helpers import (
 )
 from test_timescale_ddl import HYPERTABLE_INDEXES
 
+from hyper_audit_alembic import sql
 from hyper_audit_alembic.throwaway_postgres import (
     FAST_SETTINGS,
     PostgresNotFound,
@@ -189,7 +190,8 @@ def test_install_makes_record_version_a_hypertable_on_ts(db: Db, ts_engine: sa.E
     run_online(ts_engine, install)
 
     assert_hypertable_layout(db)
-    assert db.one("select version from audit.schema_version") == 2  # every step of the install
+    # every step of the install
+    assert db.one("select version from audit.schema_version") == sql.SCHEMA_VERSION
     # The history's columns and checks are those of the plain install.
     assert db.rows(
         "select attname::text, format_type(atttypid, atttypmod), attnotnull from pg_attribute"

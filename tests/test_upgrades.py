@@ -215,7 +215,9 @@ def test_upgrade_online_keeps_history_and_equals_a_fresh_install(
         run_online(engine, lambda op: op.upgrade_audit(from_version=version, to_version=CURRENT))
         assert catalog_snapshot(db) == current_snapshot
         assert db.audit_rows() == before
-        assert who(db) == [(None, None, False)] * len(HISTORY)
+        # Version 1 recorded no actor, context or transaction id; version 2 on did.
+        recorded_by = (None, None, False) if version == 1 else ("postgres", None, True)
+        assert who(db) == [recorded_by] * len(HISTORY)
         account = db.oid("account")
         one = record_id(account, "1")
         assert account_history(engine) == [
@@ -247,6 +249,78 @@ def test_upgrade_online_keeps_history_and_equals_a_fresh_install(
         run_online(engine, lambda op: op.upgrade_audit(from_version=version, to_version=CURRENT))
         assert catalog_snapshot(db) == current_snapshot
         assert len(db.audit_rows()) == len(HISTORY) + 4
+
+
+def key_change_conditions(db: Db) -> list[tuple[int, str]]:
+    """(oid, body) of each key-change condition audit_key_change triggers call."""
+    return db.rows(
+        "select p.oid::bigint, p.prosrc from pg_proc p where p.pronamespace = 'audit'::regnamespace"
+        " and p.proname like 'key\\_changed\\_%' order by p.proname"
+    )
+
+
+def test_upgrade_from_version_2_closes_the_write_path_holes(engine: sa.Engine, db_url: str) -> None:
+    """Issue 12 (classes 2-4) on a database that today's main (version 2) installed: the
+    upgrade rewrites the key-change conditions in place (same functions, so the existing
+    WHEN clauses use the new body), the writer's attacks then fail, and the history that
+    version 2 wrote stays readable."""
+    install_released(engine, 2)
+    writer = f"w_{uuid.uuid4().hex[:12]}"
+    with connect(db_url) as db:
+        populate(engine, db)
+        before = key_change_conditions(db)
+        assert len(before) == 2  # (id) and (order_id, line)
+        assert all("::text operator(pg_catalog.<>)" in body for _, body in before)
+
+        run_online(engine, lambda op: op.upgrade_audit(from_version=2, to_version=CURRENT))
+        after = key_change_conditions(db)
+        assert [oid for oid, _ in after] == [oid for oid, _ in before]
+        assert sorted(body for _, body in after) == [
+            "select pg_catalog.record_image_ne(row((old_row).id), row((new_row).id))",
+            "select pg_catalog.record_image_ne(row((old_row).order_id, (old_row).line),"
+            " row((new_row).order_id, (new_row).line))",
+        ]
+
+        db.run("""insert into shop."Line Item" values (20, 1, 'a'), (20, 2, 'b')""")
+        recorded = len(db.audit_rows())
+        db.run(
+            f"create role {writer}; grant usage on schema shop to {writer};"
+            f""" grant select, update on account, shop."Line Item" to {writer}"""
+        )
+        try:
+            # A DML-only writer shadows the type text, forges version 2's key-change marker
+            # and renders with its own output settings: nothing of it changes the rows.
+            db.run(f"set role {writer}")
+            db.run("create domain pg_temp.text as pg_catalog.bool")
+            db.run("begin")
+            db.run(
+                "select set_config('audit.key_change_' || %s || '_1', '1', true),"
+                " set_config('extra_float_digits', '-15', true),"
+                " set_config('TimeZone', 'Asia/Kathmandu', true)",
+                [str(db.oid('shop."Line Item"'))],
+            )
+            db.run("""update shop."Line Item" set line = line + 10""")
+            db.run("update account set id = 5 where id = 1")
+            db.run("commit")
+        finally:
+            db.run("reset role; discard temp")
+            db.run(f"drop owned by {writer}; drop role {writer}")
+        added = db.normalized_audit_rows()[recorded:]
+        assert sorted(added[:2], key=repr) == sorted(
+            [
+                ("UPDATE", (*LINE, "20", str(line + 10)), (*LINE, "20", str(line)), *LINE,
+                 {"order_id": 20, "line": line + 10, "what": what},
+                 {"order_id": 20, "line": line, "what": what})
+                for line, what in ((1, "a"), (2, "b"))
+            ],
+            key=repr,
+        )  # fmt: skip
+        assert added[2:] == [
+            ("UPDATE", (*ACCOUNT, "5"), (*ACCOUNT, "1"), *ACCOUNT,
+             {"id": 5, "name": "Foo Barsworth III"}, {"id": 1, "name": "Foo Barsworth III"}),
+        ]  # fmt: skip
+        one = record_id(db.oid("account"), "1")
+        assert account_history(engine)[:2] == [("INSERT", one, None), ("UPDATE", one, one)]
 
 
 @pytest.mark.parametrize("version", sql.RELEASED_VERSIONS)
@@ -443,6 +517,22 @@ def test_autogenerate_upgrades_an_old_audit_schema_first(engine: sa.Engine) -> N
     ]
     assert downgrade == ["op.disable_tracking('note')", "op.drop_table('note')", DOWNGRADE_LINE]
     run_online(engine, lambda op: op.upgrade_audit(from_version=1, to_version=CURRENT))
+    with engine.begin() as connection:
+        assert autogenerate(connection, account_models()) == ([], [])
+
+
+def test_autogenerate_proposes_the_upgrade_from_version_2(engine: sa.Engine) -> None:
+    install_released(engine, 2)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "create table account (id int primary key, name varchar not null)"
+        )
+        connection.exec_driver_sql("select audit.enable_tracking('account')")
+        assert autogenerate(connection, account_models()) == (
+            [f"op.upgrade_audit(from_version=2, to_version={CURRENT})"],
+            [f"op.downgrade_audit(from_version={CURRENT}, to_version=2)"],
+        )
+    run_online(engine, lambda op: op.upgrade_audit(from_version=2, to_version=CURRENT))
     with engine.begin() as connection:
         assert autogenerate(connection, account_models()) == ([], [])
 

@@ -35,7 +35,7 @@ from sqlparse.sql import Token
 from ..quoting import string_literal
 
 #: The audit schema version this release installs (the last of ``steps/``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The versions whose SQL is frozen in ``released/``: installs of them exist.
 RELEASED_VERSIONS = (1, 2)
@@ -52,13 +52,13 @@ FUNCTIONS = (
     "record_key_change",
     "record_truncate",
     "trigger_arguments",
-    "key_change_function",
     "enable_tracking_keys",
     "drop_tracking_triggers",
     "disable_tracking",
     "follow_primary_key_changes",
     "refuse_unsafe_json_casts",
     "trigger_argument_list",
+    "key_change_function",
     "tracking_options",
     "set_tracking_options",
     "enable_tracking",

@@ -79,4 +79,7 @@ drop function if exists audit.primary_key_columns(oid);
 
 drop function if exists audit.uuid_v5(uuid, text);
 
+-- The key-change hand-off of the trigger functions (version 3; empty between statements).
+drop table if exists audit.key_change_state;
+
 drop table if exists audit.schema_version;

@@ -317,6 +317,24 @@ delete from audit.schema_version;
 
 insert into audit.schema_version (version) values (2);
 
+create unlogged table if not exists audit.key_change_state (
+    backend_pid integer not null,
+    table_oid oid not null,
+    depth integer not null,
+    first_id bigint,
+    primary key (backend_pid, table_oid, depth)
+);
+
+revoke all on audit.key_change_state from public;
+
+comment on table audit.key_change_state is
+    'hyper_audit: the first audit row audit_key_change wrote in the running statement, per '
+    'backend, table and trigger depth (for audit_update; null between statements).';
+
+delete from audit.schema_version;
+
+insert into audit.schema_version (version) values (3);
+
 do $$
 declare
     timescale_schema name;
@@ -500,6 +518,12 @@ returns trigger
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
+set extra_float_digits = 1
+set bytea_output = 'hex'
+set DateStyle = 'ISO, MDY'
+set IntervalStyle = 'postgres'
+set TimeZone = 'UTC'
+set lc_monetary = 'C'
 set enable_nestloop = off
 set enable_mergejoin = off
 set jit = off
@@ -507,7 +531,6 @@ as $$
 declare
     new_rec jsonb;
     old_rec jsonb;
-    marker text;
     first_key_change bigint;
     written bigint;
     sep integer;
@@ -571,10 +594,15 @@ begin
             -- Pairs old and new rows by key like the several-rows path below, with the
             -- excluded columns left out and, with skip_unchanged, the pairs whose recorded
             -- values are equal left out.
-            marker := 'audit.key_change_' || tg_relid::text || '_' || pg_trigger_depth()::text;
-            first_key_change := nullif(current_setting(marker, true), '')::bigint;
+            -- The id of the first audit row audit_key_change wrote for this statement,
+            -- taken from audit.key_change_state (see the several-rows path below).
+            select k.first_id into first_key_change from audit.key_change_state as k
+            where k.backend_pid = pg_backend_pid() and k.table_oid = tg_relid
+                and k.depth = pg_trigger_depth();
             if first_key_change is not null then
-                perform set_config(marker, '', true);
+                update audit.key_change_state as k set first_id = null
+                where k.backend_pid = pg_backend_pid() and k.table_oid = tg_relid
+                    and k.depth = pg_trigger_depth();
             end if;
             execute '
                 with
@@ -614,7 +642,7 @@ begin
                         n.rec,
                         o.rec as old_rec
                     from new_rows as n
-                    join old_rows as o on o.key = n.key
+                    join old_rows as o on o.key = n.key collate "C"
                     where not exists (select from key_changes as k where k.old_record = o.rec)
                         and not exists (select from key_changes as k where k.record = n.rec)
                         and not ($7 and n.rec operator(pg_catalog.=) o.rec)
@@ -666,35 +694,51 @@ begin
             'DELETE', tg_relid, tg_table_schema, tg_table_name, o.rec
         from (select to_jsonb(r) as rec from audit_old as r offset 0) as o;
     else
-        -- Did audit_key_change write rows for this statement? It notes the id of its
-        -- first audit row under a name of this table and trigger depth: the statement's
-        -- row and statement triggers run at the same depth, nested statements deeper.
-        marker := 'audit.key_change_' || tg_relid::text || '_' || pg_trigger_depth()::text;
-        first_key_change := nullif(current_setting(marker, true), '')::bigint;
-        if first_key_change is null then
-            -- The common single-row UPDATE: its one old and one new row are the same row,
-            -- and its key did not change.
-            insert into audit.record_version (
-                record_id, old_record_id, op, table_oid, table_schema, table_name,
-                record, old_record
-            )
-            select p.id, p.id, 'UPDATE', tg_relid, tg_table_schema, tg_table_name, p.rec, p.old_rec
-            from (
-                select audit.to_record_id(tg_relid, tg_argv, n.rec) as id, n.rec, o.rec as old_rec
-                from (select to_jsonb(r) as rec from audit_new as r offset 0) as n
-                cross join (select to_jsonb(r) as rec from audit_old as r offset 0) as o
-                where (select count(*) from audit_old) = 1
-                offset 0
-            ) as p;
-            get diagnostics written = row_count;
-            if written = 1 then
-                return null;
-            end if;
-            if not exists (select from audit_old) then
-                return null;
-            end if;
-        else
-            perform set_config(marker, '', true);
+        -- The common single-row UPDATE whose key text did not change: its one old and
+        -- one new row are the same row, and audit_key_change wrote nothing for it
+        -- (record_key_change writes only rows whose key text changed), so no state is read.
+        insert into audit.record_version (
+            record_id, old_record_id, op, table_oid, table_schema, table_name,
+            record, old_record
+        )
+        select p.id, p.id, 'UPDATE', tg_relid, tg_table_schema, tg_table_name, p.rec, p.old_rec
+        from (
+            select
+                audit.to_record_id(tg_relid, tg_argv, n.rec) as id,
+                n.rec,
+                o.rec as old_rec,
+                audit.record_id_text(tg_relid, tg_argv, n.rec) collate "C"
+                    = audit.record_id_text(tg_relid, tg_argv, o.rec) collate "C" as same_key
+            from (select to_jsonb(r) as rec from audit_new as r offset 0) as n
+            cross join (select to_jsonb(r) as rec from audit_old as r offset 0) as o
+            where not exists (select from audit_old offset 1)
+            offset 0
+        ) as p
+        -- Tested after the join (offset 0 above), which stays a plain nested loop over one
+        -- row each (as a join condition, the key comparison would build a hash table).
+        where p.same_key;
+        get diagnostics written = row_count;
+        if written = 1 then
+            return null;
+        end if;
+        if not exists (select from audit_old) then
+            return null;
+        end if;
+        -- Key changes or several rows: did audit_key_change write rows for this statement?
+        -- It noted the id of its first audit row in audit.key_change_state for this
+        -- backend, table and trigger depth (the statement's row and statement triggers run
+        -- at the same depth, nested statements deeper; only the audit owner writes there).
+        -- Taken and cleared here; null if it wrote none.
+        select k.first_id into first_key_change from audit.key_change_state as k
+        where k.backend_pid = pg_backend_pid() and k.table_oid = tg_relid
+            and k.depth = pg_trigger_depth();
+        if first_key_change is not null then
+            update audit.key_change_state as k set first_id = null
+            where k.backend_pid = pg_backend_pid() and k.table_oid = tg_relid
+                and k.depth = pg_trigger_depth();
+        end if;
+        if not exists (select from audit_old offset 1) then
+            return null;  -- one row whose key changed: audit_key_change wrote it
         end if;
         -- Several rows. Rows whose key changed were written by audit_key_change: they are
         -- the audit rows from first_key_change on whose old and new record are an old and
@@ -733,7 +777,7 @@ begin
                     n.rec,
                     o.rec as old_rec
                 from new_rows as n
-                join old_rows as o on o.key = n.key
+                join old_rows as o on o.key = n.key collate "C"
                 where not exists (select from key_changes as k where k.old_record = o.rec)
                     and not exists (select from key_changes as k where k.record = n.rec)
                 offset 0
@@ -751,12 +795,17 @@ returns trigger
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
+set extra_float_digits = 1
+set bytea_output = 'hex'
+set DateStyle = 'ISO, MDY'
+set IntervalStyle = 'postgres'
+set TimeZone = 'UTC'
+set lc_monetary = 'C'
 as $$
 declare
     new_rec jsonb := to_jsonb(new);
     old_rec jsonb := to_jsonb(old);
     written bigint;
-    marker text;
     keys text[] := tg_argv;
     sep integer := array_position(tg_argv, '');
     excluded text[];
@@ -772,6 +821,13 @@ begin
         new_rec := new_rec - excluded;
         old_rec := old_rec - excluded;
     end if;
+    -- The WHEN clause compares binary images: a key whose bytes changed but whose text did
+    -- not (an array's lower bound, say) changed no record id; the statement trigger pairs
+    -- that row by its key text.
+    if audit.record_id_text(tg_relid, keys, new_rec) collate "C"
+            = audit.record_id_text(tg_relid, keys, old_rec) collate "C" then
+        return null;
+    end if;
     insert into audit.record_version (
         record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
     )
@@ -786,10 +842,12 @@ begin
         old_rec
     )
     returning id into written;
-    marker := 'audit.key_change_' || tg_relid::text || '_' || pg_trigger_depth()::text;
-    if coalesce(current_setting(marker, true), '') = '' then
-        perform set_config(marker, written::text, true);
-    end if;
+    -- The first key-change row of this statement (the statement's row and statement
+    -- triggers run at the same depth, nested statements deeper).
+    insert into audit.key_change_state as s (backend_pid, table_oid, depth, first_id)
+    values (pg_backend_pid(), tg_relid, pg_trigger_depth(), written)
+    on conflict (backend_pid, table_oid, depth) do update set first_id = excluded.first_id
+        where s.first_id is null;
     return null;
 end
 $$;
@@ -823,52 +881,6 @@ as $$
 $$;
 
 revoke all on function audit.trigger_arguments(text[]) from public;
-
-create or replace function audit.key_change_function(pkey_cols text[], create_it boolean)
-returns regprocedure
-language plpgsql
-volatile
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    function_name text := 'key_changed_'
-        || left(encode(sha256(audit.trigger_arguments(pkey_cols)), 'hex'), 40);
-    found regprocedure;
-begin
-    found := to_regprocedure('audit.' || function_name || '(anyelement, anyelement)');
-    if found is null and create_it then
-        execute 'create function audit.' || function_name
-            || '(old_row anyelement, new_row anyelement) returns boolean'
-            || ' language sql stable parallel safe as '
-            || quote_literal(
-                'select ' || (
-                    select string_agg(
-                        '(old_row).' || quote_ident(c) || '::text operator(pg_catalog.<>) '
-                            || '(new_row).' || quote_ident(c) || '::text',
-                        ' or '
-                    )
-                    from unnest(pkey_cols) as c
-                )
-            );
-        -- Whoever writes a tracked table evaluates the WHEN clause, so it calls this (the
-        -- same privileges as install_audit gives it).
-        execute 'revoke all on function audit.' || function_name
-            || '(anyelement, anyelement) from public';
-        execute 'grant execute on function audit.' || function_name
-            || '(anyelement, anyelement) to public';
-        execute 'comment on function audit.' || function_name || '(anyelement, anyelement) is '
-            || quote_literal(
-                'hyper_audit: did the primary key ('
-                || array_to_string(pkey_cols, ', ')
-                || ') change? Used by audit_key_change triggers.'
-            );
-        found := to_regprocedure('audit.' || function_name || '(anyelement, anyelement)');
-    end if;
-    return found;
-end
-$$;
-
-revoke all on function audit.key_change_function(text[], boolean) from public;
 
 create or replace function audit.enable_tracking_keys(target regclass)
 returns void
@@ -1275,6 +1287,70 @@ end
 $$;
 
 revoke all on function audit.trigger_argument_list(bytea) from public;
+
+create or replace function audit.key_change_function(pkey_cols text[], create_it boolean)
+returns regprocedure
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    function_name text := 'key_changed_'
+        || left(encode(sha256(audit.trigger_arguments(pkey_cols)), 'hex'), 40);
+    body text := 'select pg_catalog.record_image_ne(row('
+        || (select string_agg('(old_row).' || quote_ident(c), ', ') from unnest(pkey_cols) as c)
+        || '), row('
+        || (select string_agg('(new_row).' || quote_ident(c), ', ') from unnest(pkey_cols) as c)
+        || '))';
+    -- The function's name, schema-qualified and quoted, and its signature.
+    signature text := 'audit.' || quote_ident(function_name) || '(anyelement, anyelement)';
+    found regprocedure;
+begin
+    found := to_regprocedure(signature);
+    if found is null and not create_it then
+        return null;
+    end if;
+    if found is not null
+            and (select p.prosrc from pg_catalog.pg_proc as p where p.oid = found) = body then
+        return found;
+    end if;
+    execute 'create or replace function ' || 'audit.' || quote_ident(function_name)
+        || '(old_row anyelement, new_row anyelement) returns boolean'
+        || ' language sql immutable parallel safe as ' || quote_literal(body);
+    if found is null then
+        -- Whoever writes a tracked table evaluates the WHEN clause, so it calls this (the
+        -- same privileges as install_audit gives it).
+        execute 'revoke all on function ' || signature || ' from public';
+        execute 'grant execute on function ' || signature || ' to public';
+        execute 'comment on function ' || signature || ' is '
+            || quote_literal(
+                'hyper_audit: did the primary key ('
+                || array_to_string(pkey_cols, ', ')
+                || ') change? Used by audit_key_change triggers.'
+            );
+    end if;
+    return to_regprocedure(signature);
+end
+$$;
+
+revoke all on function audit.key_change_function(text[], boolean) from public;
+
+do $$
+declare
+    keys text[];
+begin
+    for keys in
+        select distinct a.args[1:coalesce(pg_catalog.array_position(a.args, '') - 1, a.n)]
+        from pg_catalog.pg_trigger as t
+        cross join lateral (
+            select audit.trigger_argument_list(t.tgargs) as args, t.tgnargs as n
+        ) as a
+        where t.tgfoid = 'audit.record_key_change()'::pg_catalog.regprocedure
+    loop
+        perform audit.key_change_function(keys, false);
+    end loop;
+end
+$$;
 
 create or replace function audit.tracking_options(target regclass)
 returns text[]

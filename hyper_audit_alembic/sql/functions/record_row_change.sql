@@ -20,12 +20,26 @@
 --
 -- A table with options (exclude, skip_unchanged: see enable_tracking.sql) takes the
 -- options path at the top; every other table the path below it.
+--
+-- Nothing of the writer's session changes what is recorded: names resolve in pg_catalog
+-- (pg_temp last), keys pair by their bytes (collate "C"), and values are rendered under
+-- canonical output settings, whatever the writer set: floats with their shortest exact
+-- text (extra_float_digits = 1), bytea as hex, timestamptz in UTC, dates and ranges of
+-- them in ISO form, intervals in the postgres style, money in the C locale. These are
+-- PostgreSQL's defaults but for TimeZone and lc_monetary, so under default settings the
+-- values and record ids are the reference design's.
 
 create or replace function audit.record_row_change()
 returns trigger
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
+set extra_float_digits = 1
+set bytea_output = 'hex'
+set DateStyle = 'ISO, MDY'
+set IntervalStyle = 'postgres'
+set TimeZone = 'UTC'
+set lc_monetary = 'C'
 set enable_nestloop = off
 set enable_mergejoin = off
 set jit = off
@@ -33,7 +47,6 @@ as $$
 declare
     new_rec jsonb;
     old_rec jsonb;
-    marker text;
     first_key_change bigint;
     written bigint;
     sep integer;
@@ -97,10 +110,15 @@ begin
             -- Pairs old and new rows by key like the several-rows path below, with the
             -- excluded columns left out and, with skip_unchanged, the pairs whose recorded
             -- values are equal left out.
-            marker := 'audit.key_change_' || tg_relid::text || '_' || pg_trigger_depth()::text;
-            first_key_change := nullif(current_setting(marker, true), '')::bigint;
+            -- The id of the first audit row audit_key_change wrote for this statement,
+            -- taken from audit.key_change_state (see the several-rows path below).
+            select k.first_id into first_key_change from audit.key_change_state as k
+            where k.backend_pid = pg_backend_pid() and k.table_oid = tg_relid
+                and k.depth = pg_trigger_depth();
             if first_key_change is not null then
-                perform set_config(marker, '', true);
+                update audit.key_change_state as k set first_id = null
+                where k.backend_pid = pg_backend_pid() and k.table_oid = tg_relid
+                    and k.depth = pg_trigger_depth();
             end if;
             execute '
                 with
@@ -140,7 +158,7 @@ begin
                         n.rec,
                         o.rec as old_rec
                     from new_rows as n
-                    join old_rows as o on o.key = n.key
+                    join old_rows as o on o.key = n.key collate "C"
                     where not exists (select from key_changes as k where k.old_record = o.rec)
                         and not exists (select from key_changes as k where k.record = n.rec)
                         and not ($7 and n.rec operator(pg_catalog.=) o.rec)
@@ -192,35 +210,51 @@ begin
             'DELETE', tg_relid, tg_table_schema, tg_table_name, o.rec
         from (select to_jsonb(r) as rec from audit_old as r offset 0) as o;
     else
-        -- Did audit_key_change write rows for this statement? It notes the id of its
-        -- first audit row under a name of this table and trigger depth: the statement's
-        -- row and statement triggers run at the same depth, nested statements deeper.
-        marker := 'audit.key_change_' || tg_relid::text || '_' || pg_trigger_depth()::text;
-        first_key_change := nullif(current_setting(marker, true), '')::bigint;
-        if first_key_change is null then
-            -- The common single-row UPDATE: its one old and one new row are the same row,
-            -- and its key did not change.
-            insert into audit.record_version (
-                record_id, old_record_id, op, table_oid, table_schema, table_name,
-                record, old_record
-            )
-            select p.id, p.id, 'UPDATE', tg_relid, tg_table_schema, tg_table_name, p.rec, p.old_rec
-            from (
-                select audit.to_record_id(tg_relid, tg_argv, n.rec) as id, n.rec, o.rec as old_rec
-                from (select to_jsonb(r) as rec from audit_new as r offset 0) as n
-                cross join (select to_jsonb(r) as rec from audit_old as r offset 0) as o
-                where (select count(*) from audit_old) = 1
-                offset 0
-            ) as p;
-            get diagnostics written = row_count;
-            if written = 1 then
-                return null;
-            end if;
-            if not exists (select from audit_old) then
-                return null;
-            end if;
-        else
-            perform set_config(marker, '', true);
+        -- The common single-row UPDATE whose key text did not change: its one old and
+        -- one new row are the same row, and audit_key_change wrote nothing for it
+        -- (record_key_change writes only rows whose key text changed), so no state is read.
+        insert into audit.record_version (
+            record_id, old_record_id, op, table_oid, table_schema, table_name,
+            record, old_record
+        )
+        select p.id, p.id, 'UPDATE', tg_relid, tg_table_schema, tg_table_name, p.rec, p.old_rec
+        from (
+            select
+                audit.to_record_id(tg_relid, tg_argv, n.rec) as id,
+                n.rec,
+                o.rec as old_rec,
+                audit.record_id_text(tg_relid, tg_argv, n.rec) collate "C"
+                    = audit.record_id_text(tg_relid, tg_argv, o.rec) collate "C" as same_key
+            from (select to_jsonb(r) as rec from audit_new as r offset 0) as n
+            cross join (select to_jsonb(r) as rec from audit_old as r offset 0) as o
+            where not exists (select from audit_old offset 1)
+            offset 0
+        ) as p
+        -- Tested after the join (offset 0 above), which stays a plain nested loop over one
+        -- row each (as a join condition, the key comparison would build a hash table).
+        where p.same_key;
+        get diagnostics written = row_count;
+        if written = 1 then
+            return null;
+        end if;
+        if not exists (select from audit_old) then
+            return null;
+        end if;
+        -- Key changes or several rows: did audit_key_change write rows for this statement?
+        -- It noted the id of its first audit row in audit.key_change_state for this
+        -- backend, table and trigger depth (the statement's row and statement triggers run
+        -- at the same depth, nested statements deeper; only the audit owner writes there).
+        -- Taken and cleared here; null if it wrote none.
+        select k.first_id into first_key_change from audit.key_change_state as k
+        where k.backend_pid = pg_backend_pid() and k.table_oid = tg_relid
+            and k.depth = pg_trigger_depth();
+        if first_key_change is not null then
+            update audit.key_change_state as k set first_id = null
+            where k.backend_pid = pg_backend_pid() and k.table_oid = tg_relid
+                and k.depth = pg_trigger_depth();
+        end if;
+        if not exists (select from audit_old offset 1) then
+            return null;  -- one row whose key changed: audit_key_change wrote it
         end if;
         -- Several rows. Rows whose key changed were written by audit_key_change: they are
         -- the audit rows from first_key_change on whose old and new record are an old and
@@ -259,7 +293,7 @@ begin
                     n.rec,
                     o.rec as old_rec
                 from new_rows as n
-                join old_rows as o on o.key = n.key
+                join old_rows as o on o.key = n.key collate "C"
                 where not exists (select from key_changes as k where k.old_record = o.rec)
                     and not exists (select from key_changes as k where k.record = n.rec)
                 offset 0
