@@ -77,10 +77,12 @@ class AuditState:
 
 @dataclass(frozen=True)
 class TrackingOptions:
-    """A tracked table's options: the columns left out (sorted), skip_unchanged."""
+    """A tracked table's options: the columns left out (sorted), skip_unchanged, and
+    on_replica (row-level ENABLE ALWAYS triggers, so that a subscriber records too)."""
 
     exclude: tuple[str, ...] = ()
     skip_unchanged: bool = False
+    on_replica: bool = False
 
 
 NO_OPTIONS = TrackingOptions()
@@ -97,7 +99,8 @@ def _key_columns(tgargs: bytes) -> tuple[str, ...]:
 
 
 def _options(tgargs: bytes) -> TrackingOptions:
-    """The options after the empty argument: 'exclude=<column>' ..., 'skip_unchanged'."""
+    """The options after the empty argument: 'exclude=<column>' ..., 'skip_unchanged',
+    'on_replica'."""
     args = _arguments(tgargs)
     if "" not in args:
         return NO_OPTIONS
@@ -105,6 +108,7 @@ def _options(tgargs: bytes) -> TrackingOptions:
     return TrackingOptions(
         exclude=tuple(sorted(a[len("exclude=") :] for a in rest if a.startswith("exclude="))),
         skip_unchanged="skip_unchanged" in rest,
+        on_replica="on_replica" in rest,
     )
 
 

@@ -133,12 +133,6 @@ def owned_account(db: Db, engine: sa.Engine, make_role: MakeRole) -> str:
     return owner
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 1: the event trigger re-creates the owner's squatted audit trigger"
-    " from pg_get_triggerdef() text and runs the owner's SQL as the audit owner",
-)
 @pytest.mark.parametrize(
     "name", ["audit_insert", "audit_update", "audit_delete", "audit_key_change"]
 )
@@ -173,11 +167,6 @@ PAYLOADS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 1: SQL in a squatted trigger's arguments runs as the audit owner",
-)
 @pytest.mark.parametrize("shape", sorted(PAYLOADS))
 def test_owner_trigger_arguments_are_never_executed(db: Db, owned_account: str, shape: str) -> None:
     owner = owned_account
@@ -202,12 +191,6 @@ def test_owner_trigger_arguments_are_never_executed(db: Db, owned_account: str, 
             db.run(f'drop role "{name}"')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 1: the options of a squatted audit_insert (tracking_options reads"
-    " its arguments) are put on the real audit triggers: the owner excludes a column",
-)
 def test_owner_cannot_forge_tracking_options_through_a_squatted_trigger(
     db: Db, owned_account: str
 ) -> None:
@@ -245,12 +228,6 @@ def trigger_holder(db: Db, engine: sa.Engine, make_role: MakeRole) -> str:
     return holder
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 1: a TRIGGER holder's trigger under a free audit name is re-created"
-    " from its text by the event trigger after the owner's ALTER TABLE",
-)
 @pytest.mark.parametrize(
     ("table", "name"),
     [("account", "audit_row_change"), ("ledger", "audit_insert"), ("ledger", "audit_key_change")],
@@ -265,12 +242,6 @@ def test_trigger_holder_squatting_a_free_audit_name_gains_nothing(
     assert not is_superuser(db, trigger_holder)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 1: op.enable_tracking over a TRIGGER holder's audit_insert runs"
-    " the holder's SQL as the migration role",
-)
 @pytest.mark.parametrize("options", [{}, {"exclude": ["name"]}, {"skip_unchanged": True}])
 def test_enable_tracking_over_a_squatted_name_runs_nothing_of_the_squatter(
     db: Db, engine: sa.Engine, trigger_holder: str, options: dict[str, Any]
@@ -909,12 +880,6 @@ CAST_CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 5: a type owner's cast to json with a superuser-owned polymorphic"
-    " function passes the guard; every write of the table then fails",
-)
 @pytest.mark.parametrize("case", sorted(CAST_CASES))
 def test_type_owner_cast_to_json_cannot_stop_writes(db: Db, type_owner: str, case: str) -> None:
     cast, write, record = CAST_CASES[case]
@@ -1060,12 +1025,6 @@ def test_subscriber_records_nothing_unless_asked(replicated: tuple[Db, Db, sa.En
     assert [op for op, *_ in rows_of(sub)] == ["INSERT"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason=ISSUE + "class 6: op.enable_tracking has no on_replica option (ENABLE ALWAYS"
-    " TRIGGER) today, so a subscriber cannot choose to record replicated changes",
-)
 def test_subscriber_records_replicated_changes_when_asked(
     replicated: tuple[Db, Db, sa.Engine],
 ) -> None:
