@@ -285,7 +285,9 @@ def test_trigger_holder_cannot_touch_or_imitate_audit_triggers(db: Db, trigger_h
     assert [row[0] for row in rows_of(db)] == ["INSERT"]
 
 
-def squat_refused(table: str, name: str, function: str = "suppress_redundant_updates_trigger()"):
+def squat_refused(
+    table: str, name: str, function: str = "suppress_redundant_updates_trigger()"
+) -> tuple[str, str, str]:
     """The refusal of a table whose audit trigger name another trigger holds (42710)."""
     return (
         "42710",
