@@ -30,12 +30,14 @@ select
 """
 
 # Our tracked tables (with the key columns and whether a migration tracked them), and the
-# tables the reference design's triggers track (ours is false).
+# tables the reference design's triggers track (ours is false). Triggers are known by their
+# function, never by name alone: anyone with TRIGGER on a table can name one audit_truncate.
 _TRACKED = f"""
 select n.nspname, c.relname, t.tgargs, p.proname = 'record_row_change',
     exists (
         select from pg_catalog.pg_trigger m
         where m.tgrelid = t.tgrelid and m.tgname = 'audit_truncate'
+            and m.tgfoid = to_regprocedure('audit.record_truncate()')
             and pg_catalog.obj_description(m.oid, 'pg_trigger') = '{TRACKED_BY_MIGRATION}'
     )
 from pg_catalog.pg_trigger t
