@@ -415,6 +415,37 @@ def test_renamed_audit_trigger_is_still_the_audits(db: Db, owned_account: str) -
     assert [op for op, *_ in rows_of(db)] == ["INSERT", "UPDATE"]
 
 
+def test_owner_names_and_comments_are_never_executed(db: Db, owned_account: str) -> None:
+    # Everything of the owner's that goes into a re-made trigger (table and key column
+    # names, the comment on audit_truncate) is quoted from the catalog, never pasted.
+    owner = owned_account
+    payload = f"'); alter role {owner} superuser; --"
+    db.run("insert into account values (1, 'a')")
+    db.run(f"grant create on schema public to {owner}")  # to rename its table
+    db.run(f"set role {owner}")
+    db.run(f"comment on trigger audit_truncate on account is $q${payload}$q$")
+    db.run(f'alter table account rename column id to "{payload}"')  # the event trigger runs
+    db.run(f'alter table account rename to "{payload}"')
+    db.run("reset role")
+    assert not is_superuser(db, owner)
+    table = '"' + payload.replace('"', '""') + '"'
+    assert [(name, bytes(args)) for name, args in db.rows(
+        "select tgname::text, tgargs from pg_trigger where tgrelid = %s::regclass"
+        " and tgname = 'audit_insert'", [table]
+    )] == [("audit_insert", payload.encode() + b"\x00")]  # fmt: skip
+    assert db.one(
+        "select obj_description(oid, 'pg_trigger') from pg_trigger"
+        " where tgrelid = %s::regclass and tgname = 'audit_truncate'",
+        [table],
+    ) == payload
+    db.run(f"update {table} set name = 'b'")
+    oid = db.oid(table)
+    assert rows_of(db)[-1] == (
+        "UPDATE", record_id(oid, "1"), record_id(oid, "1"),
+        {payload: 1, "name": "b"}, {payload: 1, "name": "a"},
+    )  # fmt: skip
+
+
 # ======================================================================================
 # Class 2: the writer's session decides what is recorded
 # ======================================================================================
