@@ -108,9 +108,7 @@ def tracking_options(table: Table, owner: Mapper[object] | None) -> TrackingOpti
         )
     for name, value in (("skip_unchanged", skip_unchanged), ("on_replica", on_replica)):
         if not isinstance(value, bool):
-            raise CommandError(
-                f"hyper_audit: {where}: {name} must be True or False, not {value!r}"
-            )
+            raise CommandError(f"hyper_audit: {where}: {name} must be True or False, not {value!r}")
     keys = sorted(set(exclude) & {column.name for column in table.primary_key.columns})
     if keys:
         raise CommandError(

@@ -466,3 +466,20 @@ def test_on_replica_must_be_a_bool(engine: sa.Engine) -> None:
         "hyper_audit: model Token (table token): __audited__ = {'on_replica': 1}: "
         "on_replica must be True or False, not 1"
     )
+
+
+def test_on_replica_on_version_2_says_to_upgrade(engine: sa.Engine, db_url: str) -> None:
+    with engine.begin() as connection:
+        for statement in sql.released_statements(2):
+            connection.exec_driver_sql(statement, execution_options={"no_parameters": True})
+    with connect(db_url) as db:
+        db.run(TABLES)
+    with pytest.raises(sa.exc.DBAPIError) as caught:
+        run_online(engine, lambda op: op.enable_tracking("plain", on_replica=True))
+    error = caught.value.orig
+    assert (error.pgcode, error.diag.message_primary, error.diag.message_hint) == (  # type: ignore[union-attr]
+        "42883",
+        "op.enable_tracking: on_replica needs audit schema version 3, so plain cannot be"
+        " tracked with it",
+        "Run op.upgrade_audit(from_version=2, to_version=3) first.",
+    )

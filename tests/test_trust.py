@@ -433,11 +433,14 @@ def test_owner_names_and_comments_are_never_executed(db: Db, owned_account: str)
         "select tgname::text, tgargs from pg_trigger where tgrelid = %s::regclass"
         " and tgname = 'audit_insert'", [table]
     )] == [("audit_insert", payload.encode() + b"\x00")]  # fmt: skip
-    assert db.one(
-        "select obj_description(oid, 'pg_trigger') from pg_trigger"
-        " where tgrelid = %s::regclass and tgname = 'audit_truncate'",
-        [table],
-    ) == payload
+    assert (
+        db.one(
+            "select obj_description(oid, 'pg_trigger') from pg_trigger"
+            " where tgrelid = %s::regclass and tgname = 'audit_truncate'",
+            [table],
+        )
+        == payload
+    )
     db.run(f"update {table} set name = 'b'")
     oid = db.oid(table)
     assert rows_of(db)[-1] == (
@@ -1255,7 +1258,6 @@ def test_subscriber_records_replicated_changes_when_asked(
     ) == [("A",)]
 
 
-
 def test_subscriber_records_truncate_and_options_when_asked(
     replicated: tuple[Db, Db, sa.Engine],
 ) -> None:
@@ -1292,9 +1294,10 @@ def test_on_replica_is_kept_row_level_and_read_back(db: Db, engine: sa.Engine) -
         ("audit_truncate", "audit.record_truncate", "A"),
     ]
     assert user_triggers(db, "account") == always
-    assert bytes(
-        db.one("select tgargs from pg_trigger where tgname = 'audit_row_change'")
-    ) == b"id\x00\x00on_replica\x00"
+    assert (
+        bytes(db.one("select tgargs from pg_trigger where tgname = 'audit_row_change'"))
+        == b"id\x00\x00on_replica\x00"
+    )
     with engine.connect() as connection:
         state = read_audit_state(connection)
     assert state.options_of("public", "account") == TrackingOptions(on_replica=True)

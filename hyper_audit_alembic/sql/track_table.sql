@@ -84,7 +84,7 @@ begin
                     errcode = 'undefined_function',
                     message = 'op.enable_tracking: on_replica needs audit schema version 3, so '
                         || target || ' cannot be tracked with it',
-                    hint = 'Run op.upgrade_audit() first.';
+                    hint = 'Run op.upgrade_audit(from_version=2, to_version=3) first.';
             end if;
             perform audit.enable_tracking(target::regclass, exclude, skip_unchanged, on_replica);
         end if;
