@@ -1155,6 +1155,23 @@ def test_enable_tracking_refuses_a_polymorphic_json_cast_made_before(
     db.run("drop cast (app.mood as json)")
 
 
+def test_install_names_a_polymorphic_json_cast_made_before(
+    db: Db, engine: sa.Engine, type_owner: str
+) -> None:
+    # One the event trigger did not see (or that an earlier version let pass): a tracked
+    # table using the type fails on every write, so installing or upgrading names it.
+    db.run("set session_replication_role = replica")  # no event triggers fire
+    db.run("create cast (app.mood as json) with function pg_catalog.to_json(anyelement)")
+    db.run("reset session_replication_role")
+    notices = run_online(engine, lambda op: op.install_audit())
+    assert [n.strip() for n in notices if "polymorphic" in n] == [
+        "WARNING:  install_audit: the cast (app.mood as json) uses the polymorphic function"
+        " to_json(anyelement): every write of a tracked table using app.mood fails\n"
+        "HINT:  Drop the cast (drop cast (app.mood as json))."
+    ]
+    db.run("drop cast (app.mood as json)")
+
+
 # ======================================================================================
 # Class 6: logical replication
 # ======================================================================================

@@ -1399,6 +1399,32 @@ begin
 end
 $$;
 
+do $$
+declare
+    unsafe record;
+begin
+    for unsafe in
+        select c.castsource::pg_catalog.regtype::pg_catalog.text as source,
+            c.casttarget::pg_catalog.regtype::pg_catalog.text as target,
+            c.castfunc::pg_catalog.regprocedure::pg_catalog.text as function
+        from pg_catalog.pg_cast c
+        join pg_catalog.pg_proc p on p.oid = c.castfunc
+        join pg_catalog.pg_type a on a.oid = p.proargtypes[0]
+        where c.casttarget in ('pg_catalog.json'::pg_catalog.regtype,
+                'pg_catalog.jsonb'::pg_catalog.regtype)
+            and a.typtype operator(pg_catalog.=) 'p'
+        order by 1, 2
+    loop
+        raise warning using
+            message = 'install_audit: the cast (' || unsafe.source || ' as ' || unsafe.target
+                || ') uses the polymorphic function ' || unsafe.function || ': every write of a'
+                || ' tracked table using ' || unsafe.source || ' fails',
+            hint = 'Drop the cast (drop cast (' || unsafe.source || ' as ' || unsafe.target
+                || ')).';
+    end loop;
+end
+$$;
+
 create or replace function audit.trigger_argument_list(args bytea)
 returns text[]
 language plpgsql
