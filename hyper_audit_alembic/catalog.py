@@ -30,12 +30,14 @@ select
 """
 
 # Our tracked tables (with the key columns and whether a migration tracked them), and the
-# tables the reference design's triggers track (ours is false).
+# tables the reference design's triggers track (ours is false). Triggers are known by their
+# function, never by name alone: anyone with TRIGGER on a table can name one audit_truncate.
 _TRACKED = f"""
 select n.nspname, c.relname, t.tgargs, p.proname = 'record_row_change',
     exists (
         select from pg_catalog.pg_trigger m
         where m.tgrelid = t.tgrelid and m.tgname = 'audit_truncate'
+            and m.tgfoid = to_regprocedure('audit.record_truncate()')
             and pg_catalog.obj_description(m.oid, 'pg_trigger') = '{TRACKED_BY_MIGRATION}'
     )
 from pg_catalog.pg_trigger t
@@ -77,10 +79,12 @@ class AuditState:
 
 @dataclass(frozen=True)
 class TrackingOptions:
-    """A tracked table's options: the columns left out (sorted), skip_unchanged."""
+    """A tracked table's options: the columns left out (sorted), skip_unchanged, and
+    on_replica (row-level ENABLE ALWAYS triggers, so that a subscriber records too)."""
 
     exclude: tuple[str, ...] = ()
     skip_unchanged: bool = False
+    on_replica: bool = False
 
 
 NO_OPTIONS = TrackingOptions()
@@ -97,7 +101,8 @@ def _key_columns(tgargs: bytes) -> tuple[str, ...]:
 
 
 def _options(tgargs: bytes) -> TrackingOptions:
-    """The options after the empty argument: 'exclude=<column>' ..., 'skip_unchanged'."""
+    """The options after the empty argument: 'exclude=<column>' ..., 'skip_unchanged',
+    'on_replica'."""
     args = _arguments(tgargs)
     if "" not in args:
         return NO_OPTIONS
@@ -105,6 +110,7 @@ def _options(tgargs: bytes) -> TrackingOptions:
     return TrackingOptions(
         exclude=tuple(sorted(a[len("exclude=") :] for a in rest if a.startswith("exclude="))),
         skip_unchanged="skip_unchanged" in rest,
+        on_replica="on_replica" in rest,
     )
 
 

@@ -278,6 +278,7 @@ def compare_table_tracking(
                 schema=schema,
                 exclude=options.exclude,
                 skip_unchanged=options.skip_unchanged,
+                on_replica=options.on_replica,
             )
         )
         log.info("Detected tracking enabled for table %r", shown)
@@ -292,6 +293,7 @@ def compare_table_tracking(
                     schema=schema,
                     exclude=existing.exclude,
                     skip_unchanged=existing.skip_unchanged,
+                    on_replica=existing.on_replica,
                 )
             )
             log.info("Detected tracking disabled for table %r", shown)
@@ -309,8 +311,10 @@ def compare_table_tracking(
                 schema=schema,
                 exclude=options.exclude,
                 skip_unchanged=options.skip_unchanged,
+                on_replica=options.on_replica,
                 existing_exclude=existing.exclude,
                 existing_skip_unchanged=existing.skip_unchanged,
+                existing_on_replica=existing.on_replica,
             )
         )
         log.info("Detected tracking options changed for table %r", shown)

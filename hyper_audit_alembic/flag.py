@@ -78,11 +78,12 @@ def _is_on(flag: object) -> bool:
     return isinstance(flag, dict) or bool(flag)
 
 
-OPTION_KEYS = ("exclude", "skip_unchanged")
+OPTION_KEYS = ("exclude", "skip_unchanged", "on_replica")
 
 
 def tracking_options(table: Table, owner: Mapper[object] | None) -> TrackingOptions:
-    """The options the flag asks for: ``{"exclude": [...], "skip_unchanged": True}``.
+    """The options the flag asks for: ``{"exclude": [...], "skip_unchanged": True,
+    "on_replica": True}``.
 
     A flag that is ``True`` asks for none. The first dict among the models' flags (the
     owning class first), else ``Table.info``'s.
@@ -100,14 +101,14 @@ def tracking_options(table: Table, owner: Mapper[object] | None) -> TrackingOpti
         )
     exclude = found.get("exclude", ())
     skip_unchanged = found.get("skip_unchanged", False)
+    on_replica = found.get("on_replica", False)
     if isinstance(exclude, str) or not all(isinstance(c, str) and c for c in exclude):
         raise CommandError(
             f"hyper_audit: {where}: exclude must be a list of column names, not {exclude!r}"
         )
-    if not isinstance(skip_unchanged, bool):
-        raise CommandError(
-            f"hyper_audit: {where}: skip_unchanged must be True or False, not {skip_unchanged!r}"
-        )
+    for name, value in (("skip_unchanged", skip_unchanged), ("on_replica", on_replica)):
+        if not isinstance(value, bool):
+            raise CommandError(f"hyper_audit: {where}: {name} must be True or False, not {value!r}")
     keys = sorted(set(exclude) & {column.name for column in table.primary_key.columns})
     if keys:
         raise CommandError(
@@ -121,7 +122,11 @@ def tracking_options(table: Table, owner: Mapper[object] | None) -> TrackingOpti
             f"hyper_audit: {where} excludes {', '.join(missing)}, which the table does not "
             f"have (exclude takes column names, as in the database)"
         )
-    return TrackingOptions(exclude=tuple(sorted(set(exclude))), skip_unchanged=skip_unchanged)
+    return TrackingOptions(
+        exclude=tuple(sorted(set(exclude))),
+        skip_unchanged=skip_unchanged,
+        on_replica=on_replica,
+    )
 
 
 def flagged_by(table: Table, owner: Mapper[object] | None) -> str:

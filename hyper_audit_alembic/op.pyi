@@ -38,11 +38,14 @@ def enable_tracking(
     schema: str | None = None,
     exclude: Iterable[str] = (),
     skip_unchanged: bool = False,
+    on_replica: bool = False,
 ) -> None:
     """Record every INSERT, UPDATE, DELETE and TRUNCATE of a table. Idempotent.
 
     exclude: columns never recorded; skip_unchanged: no audit row for an UPDATE that changes
-    no recorded column. Without options, a tracked table keeps its options.
+    no recorded column; on_replica: also record the changes a logical replication subscriber
+    applies (row-level ENABLE ALWAYS triggers). Without options, a tracked table keeps its
+    options.
     """
 
 def alter_tracking(
@@ -51,8 +54,10 @@ def alter_tracking(
     schema: str | None = None,
     exclude: Iterable[str] = (),
     skip_unchanged: bool = False,
+    on_replica: bool = False,
     existing_exclude: Iterable[str] = (),
     existing_skip_unchanged: bool = False,
+    existing_on_replica: bool = False,
 ) -> None:
     """Track a table with these options instead of the existing_ ones."""
 

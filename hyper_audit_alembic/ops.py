@@ -141,6 +141,15 @@ def check_tracking_options(exclude: Iterable[str], skip_unchanged: bool) -> tupl
     return sorted(set(columns)), skip_unchanged
 
 
+def check_on_replica(on_replica: bool) -> bool:
+    """The on_replica option, checked."""
+    if not isinstance(on_replica, bool):
+        raise AuditOperationError(
+            f"hyper_audit: on_replica must be True or False, not {on_replica!r}"
+        )
+    return on_replica
+
+
 class _TrackingOp(MigrateOperation):
     sql_function: str
 
@@ -151,14 +160,16 @@ class _TrackingOp(MigrateOperation):
         *,
         exclude: Iterable[str] = (),
         skip_unchanged: bool = False,
+        on_replica: bool = False,
     ) -> None:
         self.table_name = table_name
         self.schema = schema
         self.exclude, self.skip_unchanged = check_tracking_options(exclude, skip_unchanged)
+        self.on_replica = check_on_replica(on_replica)
 
     @property
     def has_options(self) -> bool:
-        return bool(self.exclude) or self.skip_unchanged
+        return bool(self.exclude) or self.skip_unchanged or self.on_replica
 
     def statement(self, operations: Operations) -> str:
         """The op's DO block: its checks, then the call (sql/untrack_table.sql)."""
@@ -187,6 +198,9 @@ class EnableTrackingOp(_TrackingOp):
                 "target": qualified_name(self.table_name, self.schema),
                 "exclude": self.exclude if with_options else None,
                 "skip_unchanged": self.skip_unchanged if with_options else None,
+                # Null unless asked for: the three-argument form (audit schema version 2)
+                # then tracks the table without it.
+                "on_replica": True if with_options and self.on_replica else None,
                 "tracked_by_migration": TRACKED_BY_MIGRATION,
             },
         )
@@ -200,16 +214,25 @@ class EnableTrackingOp(_TrackingOp):
         schema: str | None = None,
         exclude: Iterable[str] = (),
         skip_unchanged: bool = False,
+        on_replica: bool = False,
     ) -> None:
         """Record every INSERT, UPDATE, DELETE and TRUNCATE of a table in the audit trail.
 
         Idempotent. The table needs a primary key. ``exclude``: columns never recorded
         (not primary-key columns); ``skip_unchanged=True``: an UPDATE that changes no
-        recorded column writes no audit row. Without options, a table tracked already
-        keeps its options (op.alter_tracking() changes them).
+        recorded column writes no audit row; ``on_replica=True``: also record the changes
+        a logical replication subscriber applies (row-level ENABLE ALWAYS triggers; audit
+        schema version 3). Without options, a table tracked already keeps its options
+        (op.alter_tracking() changes them).
         """
         operations.invoke(
-            cls(table_name, schema=schema, exclude=exclude, skip_unchanged=skip_unchanged)
+            cls(
+                table_name,
+                schema=schema,
+                exclude=exclude,
+                skip_unchanged=skip_unchanged,
+                on_replica=on_replica,
+            )
         )
 
     def reverse(self) -> DisableTrackingOp:
@@ -218,17 +241,23 @@ class EnableTrackingOp(_TrackingOp):
             schema=self.schema,
             exclude=self.exclude,
             skip_unchanged=self.skip_unchanged,
+            on_replica=self.on_replica,
         )
 
     def to_diff_tuple(self) -> tuple[Any, ...]:
         if not self.has_options:
             return super().to_diff_tuple()
-        return (*super().to_diff_tuple(), tuple(self.exclude), self.skip_unchanged)
+        return (
+            *super().to_diff_tuple(),
+            tuple(self.exclude),
+            self.skip_unchanged,
+            *((True,) if self.on_replica else ()),
+        )
 
 
 @Operations.register_operation("alter_tracking")
 class AlterTrackingOp(EnableTrackingOp):
-    """Change the options of a tracked table (exclude, skip_unchanged)."""
+    """Change the options of a tracked table (exclude, skip_unchanged, on_replica)."""
 
     def __init__(
         self,
@@ -237,13 +266,22 @@ class AlterTrackingOp(EnableTrackingOp):
         *,
         exclude: Iterable[str] = (),
         skip_unchanged: bool = False,
+        on_replica: bool = False,
         existing_exclude: Iterable[str] = (),
         existing_skip_unchanged: bool = False,
+        existing_on_replica: bool = False,
     ) -> None:
-        super().__init__(table_name, schema, exclude=exclude, skip_unchanged=skip_unchanged)
+        super().__init__(
+            table_name,
+            schema,
+            exclude=exclude,
+            skip_unchanged=skip_unchanged,
+            on_replica=on_replica,
+        )
         self.existing_exclude, self.existing_skip_unchanged = check_tracking_options(
             existing_exclude, existing_skip_unchanged
         )
+        self.existing_on_replica = check_on_replica(existing_on_replica)
 
     def passes_options(self) -> bool:
         # Always explicit: going back to no options must clear them.
@@ -258,8 +296,10 @@ class AlterTrackingOp(EnableTrackingOp):
         schema: str | None = None,
         exclude: Iterable[str] = (),
         skip_unchanged: bool = False,
+        on_replica: bool = False,
         existing_exclude: Iterable[str] = (),
         existing_skip_unchanged: bool = False,
+        existing_on_replica: bool = False,
     ) -> None:
         """Track a table with these options instead of the ``existing_`` ones (for undoing)."""
         operations.invoke(
@@ -268,8 +308,10 @@ class AlterTrackingOp(EnableTrackingOp):
                 schema=schema,
                 exclude=exclude,
                 skip_unchanged=skip_unchanged,
+                on_replica=on_replica,
                 existing_exclude=existing_exclude,
                 existing_skip_unchanged=existing_skip_unchanged,
+                existing_on_replica=existing_on_replica,
             )
         )
 
@@ -279,8 +321,10 @@ class AlterTrackingOp(EnableTrackingOp):
             schema=self.schema,
             exclude=self.existing_exclude,
             skip_unchanged=self.existing_skip_unchanged,
+            on_replica=self.existing_on_replica,
             existing_exclude=self.exclude,
             existing_skip_unchanged=self.skip_unchanged,
+            existing_on_replica=self.on_replica,
         )
 
     def to_diff_tuple(self) -> tuple[Any, ...]:
@@ -290,6 +334,7 @@ class AlterTrackingOp(EnableTrackingOp):
             self.table_name,
             tuple(self.exclude),
             self.skip_unchanged,
+            *((True,) if self.on_replica else ()),
         )
 
 
@@ -313,6 +358,7 @@ class DisableTrackingOp(_TrackingOp):
             schema=self.schema,
             exclude=self.exclude,
             skip_unchanged=self.skip_unchanged,
+            on_replica=self.on_replica,
         )
 
 

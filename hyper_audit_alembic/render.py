@@ -50,16 +50,20 @@ def render_tracking(
     if isinstance(op, EnableTrackingOp):
         args += [f"exclude={op.exclude!r}"] if op.exclude else []
         args += ["skip_unchanged=True"] if op.skip_unchanged else []
+        args += ["on_replica=True"] if op.on_replica else []
     return _call(autogen_context, op.sql_function, *args)
 
 
 @renderers.dispatch_for(AlterTrackingOp, replace=True)
 def render_alter_tracking(autogen_context: AutogenContext, op: AlterTrackingOp) -> str:
     args = [repr(op.table_name)] + ([f"schema={op.schema!r}"] if op.schema else [])
+    args += [f"exclude={op.exclude!r}", f"skip_unchanged={op.skip_unchanged!r}"]
+    # on_replica only when either side has it: migrations without it read as before.
+    replica = op.on_replica or op.existing_on_replica
+    args += [f"on_replica={op.on_replica!r}"] if replica else []
     args += [
-        f"exclude={op.exclude!r}",
-        f"skip_unchanged={op.skip_unchanged!r}",
         f"existing_exclude={op.existing_exclude!r}",
         f"existing_skip_unchanged={op.existing_skip_unchanged!r}",
     ]
+    args += [f"existing_on_replica={op.existing_on_replica!r}"] if replica else []
     return _call(autogen_context, "alter_tracking", *args)

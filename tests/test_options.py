@@ -25,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from hyper_audit_alembic import sql
 from hyper_audit_alembic.catalog import TrackingOptions, read_audit_state
-from hyper_audit_alembic.ops import AlterTrackingOp, EnableTrackingOp
+from hyper_audit_alembic.ops import AlterTrackingOp, AuditOperationError, EnableTrackingOp
 
 TABLES = """
 create table plain (id int primary key, v text, token text);
@@ -197,6 +197,16 @@ def _token_models(flag: object) -> type[DeclarativeBase]:
     return Base
 
 
+def _unflagged_token_metadata() -> sa.MetaData:
+    """The tables of _token_models without their flags."""
+    unflagged = sa.MetaData()
+    sa.Table("core_token", unflagged, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("secret", sa.Text))  # fmt: skip
+    sa.Table("token", unflagged, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("token", sa.String, nullable=False))  # fmt: skip
+    return unflagged
+
+
 def test_autogenerate_renders_options_and_one_alter_op(engine: sa.Engine) -> None:
     base = _token_models({"exclude": ["token"], "skip_unchanged": True})
     with engine.begin() as connection:
@@ -225,12 +235,7 @@ def test_autogenerate_renders_options_and_one_alter_op(engine: sa.Engine) -> Non
         )
         assert autogenerate(connection, base.metadata) == ([], [])
         # The flags go: tracking stops, and the downgrade restores the options.
-        unflagged = sa.MetaData()
-        sa.Table("core_token", unflagged, sa.Column("id", sa.Integer, primary_key=True),
-                 sa.Column("secret", sa.Text))  # fmt: skip
-        sa.Table("token", unflagged, sa.Column("id", sa.Integer, primary_key=True),
-                 sa.Column("token", sa.String, nullable=False))  # fmt: skip
-        upgrade, downgrade = autogenerate(connection, unflagged)
+        upgrade, downgrade = autogenerate(connection, _unflagged_token_metadata())
         assert sorted(upgrade) == [
             "op.disable_tracking('core_token')",
             "op.disable_tracking('token')",
@@ -351,3 +356,134 @@ def test_upgrade_from_1_keeps_tracking_and_downgrade_restores_version_1(
             {"id": 1, "v": "c", "token": "s"},
         ]
         assert rows(db)[-1][1] == record_id(oid, "1")
+
+
+# --- on_replica (audit schema version 3): record what a logical replication subscriber
+# applies. The replication itself is tested in test_trust.py (class 6).
+
+ALWAYS_ROW_TRIGGERS = [
+    ("audit_row_change", b"id\x00\x00on_replica\x00", "A"),
+    ("audit_truncate", b"", "A"),
+]
+
+
+def enabled_triggers(db: Db, table: str) -> list[tuple[str, bytes, str]]:
+    return [
+        (name, bytes(args), enabled)
+        for name, args, enabled in db.rows(
+            "select tgname::text, tgargs, tgenabled::text from pg_trigger"
+            " where tgrelid = %s::regclass and not tgisinternal order by tgname",
+            [table],
+        )
+    ]
+
+
+def test_autogenerate_renders_on_replica(engine: sa.Engine) -> None:
+    base = _token_models({"on_replica": True})
+    base.metadata.tables["core_token"].info["audited"] = {
+        "exclude": ["secret"],
+        "on_replica": True,
+    }
+    with engine.begin() as connection:
+        upgrade, downgrade = autogenerate(connection, base.metadata)
+        assert "op.enable_tracking('token', on_replica=True)" in upgrade
+        assert "op.enable_tracking('core_token', exclude=['secret'], on_replica=True)" in upgrade
+        base.metadata.create_all(connection)
+        operations = Operations(MigrationContext.configure(connection))
+        operations.install_audit()  # type: ignore[attr-defined]
+        operations.enable_tracking("token")  # type: ignore[attr-defined]
+        operations.enable_tracking(  # type: ignore[attr-defined]
+            "core_token", exclude=["secret"], on_replica=True
+        )
+        assert autogenerate(connection, base.metadata) == (
+            [
+                "op.alter_tracking('token', exclude=[], skip_unchanged=False, on_replica=True, "
+                "existing_exclude=[], existing_skip_unchanged=False, existing_on_replica=False)"
+            ],
+            [
+                "op.alter_tracking('token', exclude=[], skip_unchanged=False, on_replica=False, "
+                "existing_exclude=[], existing_skip_unchanged=False, existing_on_replica=True)"
+            ],
+        )
+        operations.alter_tracking("token", on_replica=True)  # type: ignore[attr-defined]
+        assert autogenerate(connection, base.metadata) == ([], [])
+        upgrade, downgrade = autogenerate(connection, _unflagged_token_metadata())
+        assert sorted(upgrade) == [
+            "op.disable_tracking('core_token')",
+            "op.disable_tracking('token')",
+        ]
+        assert sorted(downgrade) == [
+            "op.enable_tracking('core_token', exclude=['secret'], on_replica=True)",
+            "op.enable_tracking('token', on_replica=True)",
+        ]
+
+
+def test_project_on_replica_round_trip_and_check(tmp_path: Path, db_url: str) -> None:
+    project = Project.create(tmp_path, db_url, MODELS.replace("FLAG", '{"on_replica": True}'))
+    text = project.revision("token")
+    assert "op.enable_tracking('token', on_replica=True)" in migration_body(text, "upgrade")
+    project.upgrade()
+    assert project.check() == "No new upgrade operations detected.\n"
+    with connect(db_url) as db:
+        assert enabled_triggers(db, "token") == ALWAYS_ROW_TRIGGERS
+    project.set_models(MODELS.replace("FLAG", "True"))
+    text = project.revision("off")
+    assert migration_body(text, "upgrade") == [
+        "op.alter_tracking('token', exclude=[], skip_unchanged=False, on_replica=False, "
+        "existing_exclude=[], existing_skip_unchanged=False, existing_on_replica=True)"
+    ]
+    project.upgrade()
+    assert project.check() == "No new upgrade operations detected.\n"
+    with connect(db_url) as db:
+        assert {enabled for _, _, enabled in enabled_triggers(db, "token")} == {"O"}
+    project.downgrade("-1")
+    with connect(db_url) as db:
+        assert enabled_triggers(db, "token") == ALWAYS_ROW_TRIGGERS
+
+
+def test_on_replica_offline_sql_equals_online(
+    engine: sa.Engine, db_url: str, pg_server: Any, postgresql: Any
+) -> None:
+    def script(op: Any) -> None:
+        op.enable_tracking("plain", on_replica=True)
+
+    text = offline_sql(script)
+    assert "    on_replica constant boolean := true;\n" in text
+    run_online(engine, lambda op: op.install_audit())
+    with connect(db_url) as db:
+        db.run(TABLES)
+        apply_sql(pg_server, postgresql.info.dbname, text)
+        offline = enabled_triggers(db, "plain")
+        db.run("select audit.disable_tracking('plain')")
+        run_online(engine, script)
+        assert enabled_triggers(db, "plain") == offline == ALWAYS_ROW_TRIGGERS
+
+
+def test_on_replica_must_be_a_bool(engine: sa.Engine) -> None:
+    with pytest.raises(AuditOperationError) as caught:
+        EnableTrackingOp("t", on_replica="yes")  # type: ignore[arg-type]
+    assert str(caught.value) == "hyper_audit: on_replica must be True or False, not 'yes'"
+    base = _token_models({"on_replica": 1})
+    with engine.begin() as connection, pytest.raises(CommandError) as flagged:
+        autogenerate(connection, base.metadata)
+    assert str(flagged.value) == (
+        "hyper_audit: model Token (table token): __audited__ = {'on_replica': 1}: "
+        "on_replica must be True or False, not 1"
+    )
+
+
+def test_on_replica_on_version_2_says_to_upgrade(engine: sa.Engine, db_url: str) -> None:
+    with engine.begin() as connection:
+        for statement in sql.released_statements(2):
+            connection.exec_driver_sql(statement, execution_options={"no_parameters": True})
+    with connect(db_url) as db:
+        db.run(TABLES)
+    with pytest.raises(sa.exc.DBAPIError) as caught:
+        run_online(engine, lambda op: op.enable_tracking("plain", on_replica=True))
+    error = caught.value.orig
+    assert (error.pgcode, error.diag.message_primary, error.diag.message_hint) == (  # type: ignore[union-attr]
+        "42883",
+        "op.enable_tracking: on_replica needs audit schema version 3, so plain cannot be"
+        " tracked with it",
+        "Run op.upgrade_audit(from_version=2, to_version=3) first.",
+    )

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from audit_helpers import Db, connect, record_id, run_online
 
 from hyper_audit_alembic import record_id as package_record_id
+from hyper_audit_alembic.catalog import TrackingOptions, read_audit_state
 from hyper_audit_alembic.throwaway_postgres import FAST_SETTINGS, ThrowawayPostgres
 
 MakeRole = Callable[[], str]
@@ -133,12 +134,6 @@ def owned_account(db: Db, engine: sa.Engine, make_role: MakeRole) -> str:
     return owner
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 1: the event trigger re-creates the owner's squatted audit trigger"
-    " from pg_get_triggerdef() text and runs the owner's SQL as the audit owner",
-)
 @pytest.mark.parametrize(
     "name", ["audit_insert", "audit_update", "audit_delete", "audit_key_change"]
 )
@@ -173,11 +168,6 @@ PAYLOADS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 1: SQL in a squatted trigger's arguments runs as the audit owner",
-)
 @pytest.mark.parametrize("shape", sorted(PAYLOADS))
 def test_owner_trigger_arguments_are_never_executed(db: Db, owned_account: str, shape: str) -> None:
     owner = owned_account
@@ -202,12 +192,6 @@ def test_owner_trigger_arguments_are_never_executed(db: Db, owned_account: str, 
             db.run(f'drop role "{name}"')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 1: the options of a squatted audit_insert (tracking_options reads"
-    " its arguments) are put on the real audit triggers: the owner excludes a column",
-)
 def test_owner_cannot_forge_tracking_options_through_a_squatted_trigger(
     db: Db, owned_account: str
 ) -> None:
@@ -245,12 +229,6 @@ def trigger_holder(db: Db, engine: sa.Engine, make_role: MakeRole) -> str:
     return holder
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 1: a TRIGGER holder's trigger under a free audit name is re-created"
-    " from its text by the event trigger after the owner's ALTER TABLE",
-)
 @pytest.mark.parametrize(
     ("table", "name"),
     [("account", "audit_row_change"), ("ledger", "audit_insert"), ("ledger", "audit_key_change")],
@@ -265,12 +243,6 @@ def test_trigger_holder_squatting_a_free_audit_name_gains_nothing(
     assert not is_superuser(db, trigger_holder)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 1: op.enable_tracking over a TRIGGER holder's audit_insert runs"
-    " the holder's SQL as the migration role",
-)
 @pytest.mark.parametrize("options", [{}, {"exclude": ["name"]}, {"skip_unchanged": True}])
 def test_enable_tracking_over_a_squatted_name_runs_nothing_of_the_squatter(
     db: Db, engine: sa.Engine, trigger_holder: str, options: dict[str, Any]
@@ -311,6 +283,170 @@ def test_trigger_holder_cannot_touch_or_imitate_audit_triggers(db: Db, trigger_h
     db.run("reset role")
     db.run("insert into account values (1, 'a')")
     assert [row[0] for row in rows_of(db)] == ["INSERT"]
+
+
+def squat_refused(
+    table: str, name: str, function: str = "suppress_redundant_updates_trigger()"
+) -> tuple[str, str, str]:
+    """The refusal of a table whose audit trigger name another trigger holds (42710)."""
+    return (
+        "42710",
+        f"audit.enable_tracking: table {table} has a trigger {name} that runs {function},"
+        " not the audit trail's function",
+        f"Rename or drop trigger {name} on {table} (its owner can), then track {table} again.",
+    )
+
+
+def error_of(error: psycopg2.Error) -> tuple[str | None, str | None, str | None]:
+    return (error.pgcode, error.diag.message_primary, error.diag.message_hint)
+
+
+def user_triggers(db: Db, table: str) -> list[tuple[str, str, str]]:
+    """(name, function, enabled) of a table's triggers, by name."""
+    return db.rows(
+        "select tgname::text, tgfoid::regproc::text, tgenabled::text from pg_trigger"
+        " where tgrelid = %s::regclass and not tgisinternal order by tgname",
+        [table],
+    )
+
+
+STATEMENT_TRIGGERS = [
+    (name, function, "O")
+    for name, function in [
+        ("audit_delete", "audit.record_row_change"),
+        ("audit_insert", "audit.record_row_change"),
+        ("audit_key_change", "audit.record_key_change"),
+        ("audit_truncate", "audit.record_truncate"),
+        ("audit_update", "audit.record_row_change"),
+    ]
+]
+
+
+@pytest.mark.parametrize("name", ["audit_insert", "audit_key_change", "audit_truncate"])
+def test_owner_squatted_name_is_refused_naming_it_and_kept(
+    db: Db, owned_account: str, name: str
+) -> None:
+    # The event trigger refuses the owner's ALTER TABLE with an error that names the
+    # table, the trigger and the fix; the owner's trigger is neither run nor dropped, and
+    # renaming it lets the audit triggers come back whole.
+    owner = owned_account
+    db.run(f"set role {owner}")
+    db.run(f"drop trigger {name} on account")
+    event = "truncate" if name == "audit_truncate" else "insert"
+    db.run(squat(name, "account", f"alter role {owner} superuser", event=event))
+    error = db.error("alter table account add column z int")
+    assert error_of(error) == squat_refused("public.account", name)
+    db.run(f"alter trigger {name} on account rename to mine")
+    db.run("alter table account add column z int")
+    db.run("reset role")
+    assert not is_superuser(db, owner)
+    triggers = user_triggers(db, "account")
+    assert ("mine", "suppress_redundant_updates_trigger", "O") in triggers
+    assert [t for t in triggers if t[0] != "mine"] == STATEMENT_TRIGGERS
+    db.run("drop trigger mine on account")  # (it cannot run on an insert)
+    db.run("insert into account values (1, 'a', 2)")
+    assert [(op, rec) for op, _, _, rec, _ in rows_of(db)] == [
+        ("INSERT", {"id": 1, "name": "a", "z": 2})
+    ]
+
+
+@pytest.mark.parametrize("options", [{}, {"skip_unchanged": True}, {"on_replica": True}])
+def test_enable_tracking_refuses_a_squatted_name_and_drops_nothing(
+    db: Db, engine: sa.Engine, trigger_holder: str, options: dict[str, Any]
+) -> None:
+    db.run(f"set role {trigger_holder}")
+    db.run(squat("audit_truncate", "fresh", "select 1", event="truncate"))
+    db.run("reset role")
+    with pytest.raises(sa.exc.DBAPIError) as raised:
+        track(engine, "fresh", **options)
+    assert error_of(raised.value.orig) == squat_refused("public.fresh", "audit_truncate")
+    # Nothing made, nothing of the holder's dropped (the migration's transaction rolled back).
+    assert user_triggers(db, "fresh") == [
+        ("audit_truncate", "suppress_redundant_updates_trigger", "O")
+    ]
+
+
+def test_disable_tracking_leaves_a_trigger_under_an_audit_name_alone(
+    db: Db, engine: sa.Engine, trigger_holder: str
+) -> None:
+    # account is tracked statement by statement: audit_row_change is free, and the holder's
+    # trigger under it is the holder's data.
+    db.run(f"set role {trigger_holder}")
+    db.run(squat("audit_row_change", "account", "select 1"))
+    db.run("reset role")
+    run_online(engine, lambda op: op.disable_tracking("account"))
+    assert user_triggers(db, "account") == [
+        ("audit_row_change", "suppress_redundant_updates_trigger", "O")
+    ]
+
+
+def test_trigger_holder_cannot_forge_options_of_a_row_level_table(
+    db: Db, trigger_holder: str
+) -> None:
+    # ledger is tracked row by row (audit_row_change); audit_insert sorts first and is free.
+    db.run("insert into ledger values (1, 'a')")
+    db.run(f"set role {trigger_holder}")
+    db.run(
+        "create trigger audit_insert after insert on ledger for each statement execute function"
+        " suppress_redundant_updates_trigger('id', '', 'exclude=name', 'skip_unchanged')"
+    )
+    db.run("reset role")
+    db.run("alter table ledger add column z int")  # its owner changes it: the event trigger
+    db.run("update ledger set name = 'b'")
+    db.run("update ledger set name = 'b'")
+    assert [(op, rec) for op, _, _, rec, _ in rows_of(db)] == [
+        ("INSERT", {"id": 1, "name": "a"}),
+        ("UPDATE", {"id": 1, "name": "b", "z": None}),
+        ("UPDATE", {"id": 1, "name": "b", "z": None}),
+    ]
+
+
+def test_renamed_audit_trigger_is_still_the_audits(db: Db, owned_account: str) -> None:
+    # An audit trigger the owner renamed is known by its function: made anew under its
+    # name, never kept beside a new one (which would record every update twice).
+    owner = owned_account
+    db.run(f"set role {owner}")
+    db.run("alter trigger audit_update on account rename to my_update")
+    db.run("alter table account add column z int")
+    db.run("reset role")
+    assert user_triggers(db, "account") == STATEMENT_TRIGGERS
+    db.run("insert into account values (1, 'a')")
+    db.run("update account set name = 'b'")
+    assert [op for op, *_ in rows_of(db)] == ["INSERT", "UPDATE"]
+
+
+def test_owner_names_and_comments_are_never_executed(db: Db, owned_account: str) -> None:
+    # Everything of the owner's that goes into a re-made trigger (table and key column
+    # names, the comment on audit_truncate) is quoted from the catalog, never pasted.
+    owner = owned_account
+    payload = f"'); alter role {owner} superuser; --"
+    db.run("insert into account values (1, 'a')")
+    db.run(f"grant create on schema public to {owner}")  # to rename its table
+    db.run(f"set role {owner}")
+    db.run(f"comment on trigger audit_truncate on account is $q${payload}$q$")
+    db.run(f'alter table account rename column id to "{payload}"')  # the event trigger runs
+    db.run(f'alter table account rename to "{payload}"')
+    db.run("reset role")
+    assert not is_superuser(db, owner)
+    table = '"' + payload.replace('"', '""') + '"'
+    assert [(name, bytes(args)) for name, args in db.rows(
+        "select tgname::text, tgargs from pg_trigger where tgrelid = %s::regclass"
+        " and tgname = 'audit_insert'", [table]
+    )] == [("audit_insert", payload.encode() + b"\x00")]  # fmt: skip
+    assert (
+        db.one(
+            "select obj_description(oid, 'pg_trigger') from pg_trigger"
+            " where tgrelid = %s::regclass and tgname = 'audit_truncate'",
+            [table],
+        )
+        == payload
+    )
+    db.run(f"update {table} set name = 'b'")
+    oid = db.oid(table)
+    assert rows_of(db)[-1] == (
+        "UPDATE", record_id(oid, "1"), record_id(oid, "1"),
+        {payload: 1, "name": "b"}, {payload: 1, "name": "a"},
+    )  # fmt: skip
 
 
 # ======================================================================================
@@ -923,12 +1059,6 @@ CAST_CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=ISSUE + "class 5: a type owner's cast to json with a superuser-owned polymorphic"
-    " function passes the guard; every write of the table then fails",
-)
 @pytest.mark.parametrize("case", sorted(CAST_CASES))
 def test_type_owner_cast_to_json_cannot_stop_writes(db: Db, type_owner: str, case: str) -> None:
     cast, write, record = CAST_CASES[case]
@@ -985,6 +1115,69 @@ def test_type_owner_cast_to_text_cannot_hide_enum_key_changes(db: Db, type_owner
         ("UPDATE", record_id(oid, "bad"), record_id(oid, "bad"),
          {"k": "bad", "v": 12}, {"k": "bad", "v": 2}),
     ])  # fmt: skip
+
+
+POLYMORPHIC_CAST_REFUSED = (
+    "42501",
+    "the cast (app.mood as json) uses the function to_json(anyelement), which is polymorphic:"
+    " to_jsonb() in the audit triggers cannot call it, and every write of a tracked table"
+    " using app.mood would fail",
+    "While the audit trail is installed, a cast to json or jsonb needs a function owned by a"
+    " superuser that takes app.mood itself: drop the cast (drop cast (app.mood as json)).",
+)
+
+
+@pytest.mark.parametrize("how", ["", " as assignment", " as implicit"])
+def test_type_owner_polymorphic_json_cast_is_refused_exactly(
+    db: Db, type_owner: str, how: str
+) -> None:
+    db.run(f"set role {type_owner}")
+    error = db.error(
+        f"create cast (app.mood as json) with function pg_catalog.to_json(anyelement){how}"
+    )
+    assert error_of(error) == POLYMORPHIC_CAST_REFUSED
+    db.run("reset role")
+    assert db.one("select count(*) from pg_cast where castsource = 'app.mood'::regtype") == 0
+
+
+def test_enable_tracking_refuses_a_polymorphic_json_cast_made_before(
+    db: Db, engine: sa.Engine, type_owner: str
+) -> None:
+    # A cast the event trigger did not see (made before the audit was installed, or while
+    # a superuser had event triggers off): tracking a table that would use it is refused.
+    db.run("set session_replication_role = replica")  # no event triggers fire
+    db.run("create cast (app.mood as json) with function pg_catalog.to_json(anyelement)")
+    db.run("reset session_replication_role")
+    db.run("create table later (id int primary key, moods app.mood[])")
+    with pytest.raises(sa.exc.DBAPIError) as raised:
+        track(engine, "later")
+    assert error_of(raised.value.orig) == (
+        "42501",
+        "audit.enable_tracking: column moods of table public.later is converted to json with"
+        " the cast (app.mood as json), whose function to_json(anyelement) is polymorphic:"
+        " to_jsonb() in the audit triggers cannot call it, so every write of the table would"
+        " fail",
+        "Drop the cast (drop cast (app.mood as json)) or use a function that takes app.mood"
+        " itself, owned by a superuser, then track public.later again.",
+    )
+    db.run("drop cast (app.mood as json)")
+
+
+def test_install_names_a_polymorphic_json_cast_made_before(
+    db: Db, engine: sa.Engine, type_owner: str
+) -> None:
+    # One the event trigger did not see (or that an earlier version let pass): a tracked
+    # table using the type fails on every write, so installing or upgrading names it.
+    db.run("set session_replication_role = replica")  # no event triggers fire
+    db.run("create cast (app.mood as json) with function pg_catalog.to_json(anyelement)")
+    db.run("reset session_replication_role")
+    notices = run_online(engine, lambda op: op.install_audit())
+    assert [n.strip() for n in notices if "polymorphic" in n] == [
+        "WARNING:  install_audit: the cast (app.mood as json) uses the polymorphic function"
+        " to_json(anyelement): every write of a tracked table using app.mood fails\n"
+        "HINT:  Drop the cast (drop cast (app.mood as json))."
+    ]
+    db.run("drop cast (app.mood as json)")
 
 
 # ======================================================================================
@@ -1068,12 +1261,6 @@ def test_subscriber_records_nothing_unless_asked(replicated: tuple[Db, Db, sa.En
     assert [op for op, *_ in rows_of(sub)] == ["INSERT"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason=ISSUE + "class 6: op.enable_tracking has no on_replica option (ENABLE ALWAYS"
-    " TRIGGER) today, so a subscriber cannot choose to record replicated changes",
-)
 def test_subscriber_records_replicated_changes_when_asked(
     replicated: tuple[Db, Db, sa.Engine],
 ) -> None:
@@ -1094,3 +1281,57 @@ def test_subscriber_records_replicated_changes_when_asked(
         "select distinct tgenabled::text from pg_trigger"
         " where tgrelid = 'account'::regclass and not tgisinternal"
     ) == [("A",)]
+
+
+def test_subscriber_records_truncate_and_options_when_asked(
+    replicated: tuple[Db, Db, sa.Engine],
+) -> None:
+    pub, sub, engine = replicated
+    run_online(
+        engine,
+        lambda op: op.enable_tracking("account", exclude=["name"], on_replica=True),
+    )
+    replicate(pub, sub)
+    pub.run("truncate account")
+    deadline = time.monotonic() + 20
+    while sub.rows("select id from account"):
+        assert time.monotonic() < deadline, "the subscriber did not catch up"
+        time.sleep(0.05)
+    assert [(op, rec, old) for op, _, _, rec, old in rows_of(sub)][-2:] == [
+        ("DELETE", None, {"id": 2}),
+        ("TRUNCATE", None, None),
+    ]
+    # Back without on_replica: statement-level ENABLE triggers again, nothing recorded.
+    run_online(engine, lambda op: op.alter_tracking("account", existing_on_replica=True))
+    assert user_triggers(sub, "account") == STATEMENT_TRIGGERS
+    pub.run("insert into account values (5, 'e')")
+    while sub.rows("select id from account") != [(5,)]:
+        assert time.monotonic() < deadline + 20, "the subscriber did not catch up"
+        time.sleep(0.05)
+    assert [op for op, *_ in rows_of(sub)][-1] == "TRUNCATE"
+
+
+def test_on_replica_is_kept_row_level_and_read_back(db: Db, engine: sa.Engine) -> None:
+    db.run("create table account (id int primary key, name text)")
+    track(engine, "account", on_replica=True)
+    always = [
+        ("audit_row_change", "audit.record_row_change", "A"),
+        ("audit_truncate", "audit.record_truncate", "A"),
+    ]
+    assert user_triggers(db, "account") == always
+    assert (
+        bytes(db.one("select tgargs from pg_trigger where tgname = 'audit_row_change'"))
+        == b"id\x00\x00on_replica\x00"
+    )
+    with engine.connect() as connection:
+        state = read_audit_state(connection)
+    assert state.options_of("public", "account") == TrackingOptions(on_replica=True)
+    # Kept by whatever makes the triggers anew: the event trigger, op.enable_tracking
+    # without options.
+    db.run("alter table account add column z int")
+    track(engine, "account")
+    assert user_triggers(db, "account") == always
+    # Local writes are recorded once each.
+    db.run("insert into account values (1, 'a', 1)")
+    db.run("update account set name = 'b'")
+    assert [op for op, *_ in rows_of(db)] == ["INSERT", "UPDATE"]

@@ -56,6 +56,7 @@ DOWNGRADE_LINE = f"op.downgrade_audit(from_version={CURRENT}, to_version=1)"
 RELEASED_SHA256 = {
     1: "3bd9945270de0105a24eb16612cd54f6f44655d481c45dc354f5d9abe544e160",
     2: "0fd968256e7f71bead2c83ea0c05b5bddfe4247e004257bc2346fdddfb954f95",
+    3: "a1020acabe6f0e3db72e40b7a8ba5b5fc3f7c824640dbd6dc67fd817cc6f9b1c",
 }
 
 

@@ -38,7 +38,7 @@ from ..quoting import string_literal
 SCHEMA_VERSION = 3
 
 #: The versions whose SQL is frozen in ``released/``: installs of them exist.
-RELEASED_VERSIONS = (1, 2)
+RELEASED_VERSIONS = (1, 2, 3)
 
 #: The files of ``functions/``, in the order they are created (a SQL-language function is
 #: checked when it is created, so what it calls comes first).
@@ -51,14 +51,17 @@ FUNCTIONS = (
     "record_row_change",
     "record_key_change",
     "record_truncate",
+    "is_tracking_function",
     "trigger_arguments",
+    "trigger_argument_list",
+    "key_change_function",
+    "tracking_trigger_sql",
+    "refuse_squatted_trigger_names",
     "enable_tracking_keys",
     "drop_tracking_triggers",
     "disable_tracking",
     "follow_primary_key_changes",
     "refuse_unsafe_json_casts",
-    "trigger_argument_list",
-    "key_change_function",
     "tracking_options",
     "set_tracking_options",
     "enable_tracking",

@@ -32,7 +32,15 @@ drop function if exists audit.enable_tracking(regclass);
 
 drop function if exists audit.enable_tracking(regclass, text[], boolean);
 
+drop function if exists audit.enable_tracking(regclass, text[], boolean, boolean);
+
 drop function if exists audit.enable_tracking_keys(regclass);
+
+drop function if exists audit.enable_tracking_keys(regclass, text[]);
+
+drop function if exists audit.refuse_squatted_trigger_names(regclass, text[]);
+
+drop function if exists audit.tracking_trigger_sql(regclass, text, text[]);
 
 drop function if exists audit.set_tracking_options(regclass, text[]);
 
@@ -66,6 +74,8 @@ drop function if exists audit.record_row_change();
 drop function if exists audit.record_key_change();
 
 drop function if exists audit.record_truncate();
+
+drop function if exists audit.is_tracking_function(oid);
 
 drop function if exists audit.trigger_arguments(text[]);
 

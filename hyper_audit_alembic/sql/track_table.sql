@@ -10,6 +10,8 @@ declare
     -- keeps its options).
     exclude constant text[] := :'exclude';
     skip_unchanged constant boolean := :'skip_unchanged';
+    -- on_replica (true: the four-argument form, audit schema version 3) or null.
+    on_replica constant boolean := :'on_replica';
     -- The comment left on audit_truncate: tracked by a migration (catalog.py reads it).
     tracked_by_migration constant text := :'tracked_by_migration';
 begin
@@ -72,7 +74,20 @@ begin
                     || 'audit schema version 2, so ' || target || ' cannot be tracked with them',
                 hint = 'Run op.upgrade_audit(from_version=1, to_version=2) first.';
         end if;
-        perform audit.enable_tracking(target::regclass, exclude, skip_unchanged);
+        if on_replica is null then
+            perform audit.enable_tracking(target::regclass, exclude, skip_unchanged);
+        else
+            if pg_catalog.to_regprocedure(
+                'audit.enable_tracking(regclass, text[], boolean, boolean)'
+            ) is null then
+                raise exception using
+                    errcode = 'undefined_function',
+                    message = 'op.enable_tracking: on_replica needs audit schema version 3, so '
+                        || target || ' cannot be tracked with it',
+                    hint = 'Run op.upgrade_audit(from_version=2, to_version=3) first.';
+            end if;
+            perform audit.enable_tracking(target::regclass, exclude, skip_unchanged, on_replica);
+        end if;
     end if;
     -- Marks the table as tracked by a migration: autogenerate then disables tracking when
     -- the flag goes, but only warns about a table tracked by hand.

@@ -1106,6 +1106,21 @@ $$;
 
 revoke all on function audit.record_truncate() from public;
 
+create or replace function audit.is_tracking_function(function_oid oid)
+returns boolean
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select function_oid in (
+        'audit.record_row_change()'::regprocedure,
+        'audit.record_key_change()'::regprocedure,
+        'audit.record_truncate()'::regprocedure
+    )
+$$;
+
+revoke all on function audit.is_tracking_function(oid) from public;
+
 create or replace function audit.trigger_arguments(pkey_cols text[])
 returns bytea
 language sql
@@ -1119,7 +1134,178 @@ $$;
 
 revoke all on function audit.trigger_arguments(text[]) from public;
 
-create or replace function audit.enable_tracking_keys(target regclass)
+create or replace function audit.trigger_argument_list(args bytea)
+returns text[]
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    rest bytea := args;
+    found text[] := '{}';
+    pos integer;
+begin
+    while rest is not null and length(rest) > 0 loop
+        pos := position('\x00'::bytea in rest);
+        found := found || convert_from(substring(rest from 1 for pos - 1), 'UTF8');
+        rest := substring(rest from pos + 1);
+    end loop;
+    return found;
+end
+$$;
+
+revoke all on function audit.trigger_argument_list(bytea) from public;
+
+create or replace function audit.key_change_function(pkey_cols text[], create_it boolean)
+returns regprocedure
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    function_name text := 'key_changed_'
+        || left(encode(sha256(audit.trigger_arguments(pkey_cols)), 'hex'), 40);
+    body text := 'select pg_catalog.record_image_ne(row('
+        || (select string_agg('(old_row).' || quote_ident(c), ', ') from unnest(pkey_cols) as c)
+        || '), row('
+        || (select string_agg('(new_row).' || quote_ident(c), ', ') from unnest(pkey_cols) as c)
+        || '))';
+    -- The function's name, schema-qualified and quoted, and its signature.
+    signature text := 'audit.' || quote_ident(function_name) || '(anyelement, anyelement)';
+    found regprocedure;
+begin
+    found := to_regprocedure(signature);
+    if found is null and not create_it then
+        return null;
+    end if;
+    if found is not null
+            and (select p.prosrc from pg_catalog.pg_proc as p where p.oid = found) = body then
+        return found;
+    end if;
+    execute 'create or replace function ' || 'audit.' || quote_ident(function_name)
+        || '(old_row anyelement, new_row anyelement) returns boolean'
+        || ' language sql immutable parallel safe as ' || quote_literal(body);
+    if found is null then
+        -- Whoever writes a tracked table evaluates the WHEN clause, so it calls this (the
+        -- same privileges as install_audit gives it).
+        execute 'revoke all on function ' || signature || ' from public';
+        execute 'grant execute on function ' || signature || ' to public';
+        execute 'comment on function ' || signature || ' is '
+            || quote_literal(
+                'hyper_audit: did the primary key ('
+                || array_to_string(pkey_cols, ', ')
+                || ') change? Used by audit_key_change triggers.'
+            );
+    end if;
+    return to_regprocedure(signature);
+end
+$$;
+
+revoke all on function audit.key_change_function(text[], boolean) from public;
+
+do $$
+declare
+    keys text[];
+begin
+    for keys in
+        select distinct a.args[1:coalesce(pg_catalog.array_position(a.args, '') - 1, a.n)]
+        from pg_catalog.pg_trigger as t
+        cross join lateral (
+            select audit.trigger_argument_list(t.tgargs) as args, t.tgnargs as n
+        ) as a
+        where t.tgfoid = 'audit.record_key_change()'::pg_catalog.regprocedure
+    loop
+        perform audit.key_change_function(keys, false);
+    end loop;
+end
+$$;
+
+create or replace function audit.tracking_trigger_sql(
+    target regclass, trigger_name text, args text[]
+)
+returns text
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    arg_list text := coalesce(
+        (select string_agg(quote_literal(a.arg), ', ' order by a.ord)
+        from unnest(args) with ordinality as a (arg, ord)),
+        ''
+    );
+    keys text[] := args[1:coalesce(array_position(args, '') - 1, cardinality(args))];
+    key_changed regprocedure;
+    key_changed_name text;
+begin
+    if trigger_name = 'audit_key_change' then
+        -- Made first (if missing), then looked up: a statement that both made and read it
+        -- would not see it.
+        key_changed := audit.key_change_function(keys, true);
+        key_changed_name := (select p.proname::text from pg_proc p where p.oid = key_changed);
+    end if;
+    return case trigger_name
+        when 'audit_insert' then
+            'create trigger audit_insert after insert on ' || target::text
+            || ' referencing new table as audit_new'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')'
+        when 'audit_update' then
+            'create trigger audit_update after update on ' || target::text
+            || ' referencing old table as audit_old new table as audit_new'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')'
+        when 'audit_delete' then
+            'create trigger audit_delete after delete on ' || target::text
+            || ' referencing old table as audit_old'
+            || ' for each statement execute function audit.record_row_change(' || arg_list || ')'
+        when 'audit_key_change' then
+            'create trigger audit_key_change after update on ' || target::text
+            || ' for each row when (audit.' || quote_ident(key_changed_name) || '(old, new))'
+            || ' execute function audit.record_key_change(' || arg_list || ')'
+        when 'audit_row_change' then
+            'create trigger audit_row_change after insert or update or delete on '
+            || target::text
+            || ' for each row execute function audit.record_row_change(' || arg_list || ')'
+        when 'audit_truncate' then
+            'create trigger audit_truncate after truncate on ' || target::text
+            || ' for each statement execute function audit.record_truncate()'
+    end;
+end
+$$;
+
+revoke all on function audit.tracking_trigger_sql(regclass, text, text[]) from public;
+
+create or replace function audit.refuse_squatted_trigger_names(target regclass, wanted text[])
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    squatted record;
+begin
+    select t.tgname::text as name, t.tgfoid::regprocedure::text as function
+    into squatted
+    from pg_trigger t
+    where t.tgrelid = target and not t.tgisinternal and t.tgname = any (wanted)
+        and not audit.is_tracking_function(t.tgfoid)
+    order by t.tgname
+    limit 1;
+    if found then
+        raise exception using
+            errcode = 'duplicate_object',
+            message = 'audit.enable_tracking: table ' || target::text || ' has a trigger '
+                || quote_ident(squatted.name) || ' that runs ' || squatted.function
+                || ', not the audit trail''s function',
+            hint = 'Rename or drop trigger ' || quote_ident(squatted.name) || ' on '
+                || target::text || ' (its owner can), then track ' || target::text
+                || ' again.';
+    end if;
+end
+$$;
+
+revoke all on function audit.refuse_squatted_trigger_names(regclass, text[]) from public;
+
+create or replace function audit.enable_tracking_keys(target regclass, options text[])
 returns void
 language plpgsql
 volatile
@@ -1128,8 +1314,10 @@ as $$
 declare
     relation_kind "char";
     pkey_cols text[];
+    on_replica boolean := 'on_replica' = any (options);
+    trigger_args text[];
     args bytea;
-    arg_list text;
+    wanted_name text;
     key_changed regprocedure;
     statement_level boolean;
     wanted text[];
@@ -1159,16 +1347,22 @@ begin
             hint = 'Add a primary key to ' || target::text
                 || ': the audit trail identifies each record by its primary key.';
     end if;
-    args := audit.trigger_arguments(pkey_cols);
+    trigger_args := pkey_cols;
+    if cardinality(options) > 0 then
+        trigger_args := trigger_args || array[''] || options;
+    end if;
+    args := audit.trigger_arguments(trigger_args);
 
     -- to_jsonb() in the triggers (which run as the audit's owner) converts a value of a
     -- non-built-in type with the type's cast to json when one exists. A cast whose function
-    -- a non-superuser owns would run that role's code with the audit owner's rights, so no
-    -- such cast may reach the table's values: through its columns, the base types of
+    -- a non-superuser owns would run that role's code with the audit owner's rights, and a
+    -- polymorphic function (to_json(anyelement): superuser-owned, but written for no type)
+    -- cannot be called by to_jsonb() at all, so that every write of the table would fail.
+    -- No such cast may reach the table's values: through its columns, the base types of
     -- domains, the element types of arrays and the fields of composite types.
     select r.column_name::text as column_name, c.castsource::regtype::text as source,
         c.casttarget::regtype::text as target, c.castfunc::regprocedure::text as function,
-        o.rolname::text as owner
+        o.rolname::text as owner, a.typtype = 'p' as polymorphic
     into unsafe
     from (
         with recursive reached (column_name, type_oid) as (
@@ -1195,10 +1389,22 @@ begin
         and c.casttarget in ('json'::regtype, 'jsonb'::regtype)
     join pg_proc p on p.oid = c.castfunc
     join pg_roles o on o.oid = p.proowner
-    where not o.rolsuper
+    join pg_type a on a.oid = p.proargtypes[0]
+    where not o.rolsuper or a.typtype = 'p'
     order by r.column_name, c.casttarget
     limit 1;
-    if found then
+    if found and unsafe.polymorphic then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = 'audit.enable_tracking: column ' || quote_ident(unsafe.column_name)
+                || ' of table ' || target::text || ' is converted to json with the cast ('
+                || unsafe.source || ' as ' || unsafe.target || '), whose function '
+                || unsafe.function || ' is polymorphic: to_jsonb() in the audit triggers'
+                || ' cannot call it, so every write of the table would fail',
+            hint = 'Drop the cast (drop cast (' || unsafe.source || ' as ' || unsafe.target
+                || ')) or use a function that takes ' || unsafe.source || ' itself, owned by a'
+                || ' superuser, then track ' || target::text || ' again.';
+    elsif found then
         raise exception using
             errcode = 'insufficient_privilege',
             message = 'audit.enable_tracking: column ' || quote_ident(unsafe.column_name)
@@ -1218,7 +1424,9 @@ begin
     -- updates join the transition tables of the statement that caused them, where a row
     -- may then appear twice. And the table's statements must touch exactly its own rows
     -- (no inheritance, not a partition). Other tables are tracked row by row.
-    statement_level := not exists (
+    -- On a subscriber (on_replica), only row-level triggers fire.
+    statement_level := not on_replica
+        and not exists (
             select from pg_inherits i where i.inhrelid = target or i.inhparent = target
         )
         and not exists (
@@ -1250,7 +1458,14 @@ begin
         ];
     end if;
 
-    -- Already so (with the key-change condition of these key columns)? Nothing to do.
+    -- A name the table needs, held by a trigger that is not the audit's: refused.
+    perform audit.refuse_squatted_trigger_names(
+        target, array(select split_part(w, '/', 1) from unnest(wanted) as w)
+    );
+
+    -- Already so (the audit triggers, with these arguments, enabled as wanted, with the
+    -- key-change condition of these key columns)? Nothing to do. This also ends the
+    -- event trigger's round that the ALTER TABLE ... ENABLE ALWAYS below starts.
     if (
         select array_agg(
             t.tgname || '/' || t.tgtype || '/' || t.tgfoid::regproc::text || '/'
@@ -1258,12 +1473,10 @@ begin
             order by t.tgname
         )
         from pg_trigger t
-        where t.tgrelid = target
-            and t.tgname in (
-                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
-                'audit_key_change', 'audit_truncate'
-            )
+        where t.tgrelid = target and not t.tgisinternal
+            and audit.is_tracking_function(t.tgfoid)
             and (t.tgname = 'audit_truncate' or t.tgargs = args)
+            and (t.tgenabled = 'A') = on_replica
     ) is not distinct from wanted
         and (
             not statement_level
@@ -1271,6 +1484,7 @@ begin
                 select from pg_trigger t
                 join pg_depend d on d.classid = 'pg_trigger'::regclass and d.objid = t.oid
                 where t.tgrelid = target and t.tgname = 'audit_key_change'
+                    and audit.is_tracking_function(t.tgfoid)
                     and d.refclassid = 'pg_proc'::regclass and d.refobjid = key_changed
             )
         )
@@ -1283,37 +1497,44 @@ begin
     truncate_comment := (
         select obj_description(t.oid, 'pg_trigger') from pg_trigger t
         where t.tgrelid = target and t.tgname = 'audit_truncate'
+            and t.tgfoid = 'audit.record_truncate()'::regprocedure
     );
     perform audit.drop_tracking_triggers(target);
 
-    arg_list := (select string_agg(quote_literal(c), ', ') from unnest(pkey_cols) as c);
-    if statement_level then
-        key_changed := audit.key_change_function(pkey_cols, true);
-        execute 'create trigger audit_insert after insert on ' || target::text
-            || ' referencing new table as audit_new'
-            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
-        execute 'create trigger audit_update after update on ' || target::text
-            || ' referencing old table as audit_old new table as audit_new'
-            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
-        execute 'create trigger audit_delete after delete on ' || target::text
-            || ' referencing old table as audit_old'
-            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
-        execute 'create trigger audit_key_change after update on ' || target::text
-            || ' for each row when (audit.' || quote_ident(
-                (select p.proname from pg_proc p where p.oid = key_changed)
-            ) || '(old, new))'
-            || ' execute function audit.record_key_change(' || arg_list || ')';
-    else
-        execute 'create trigger audit_row_change after insert or update or delete on '
-            || target::text
-            || ' for each row execute function audit.record_row_change(' || arg_list || ')';
+    foreach wanted_name in array array(select split_part(w, '/', 1) from unnest(wanted) as w)
+    loop
+        execute audit.tracking_trigger_sql(
+            target,
+            wanted_name,
+            case when wanted_name = 'audit_truncate' then '{}' else trigger_args end
+        );
+    end loop;
+    if on_replica then
+        -- One ALTER TABLE for all: the event trigger it fires finds the table as wanted.
+        execute 'alter table ' || target::text || ' ' || (
+            select string_agg(
+                'enable always trigger ' || quote_ident(split_part(w, '/', 1)), ', '
+            )
+            from unnest(wanted) as w
+        );
     end if;
-    execute 'create trigger audit_truncate after truncate on ' || target::text
-        || ' for each statement execute function audit.record_truncate()';
     if truncate_comment is not null then
         execute 'comment on trigger audit_truncate on ' || target::text || ' is '
             || quote_literal(truncate_comment);
     end if;
+end
+$$;
+
+revoke all on function audit.enable_tracking_keys(regclass, text[]) from public;
+
+create or replace function audit.enable_tracking_keys(target regclass)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform audit.enable_tracking_keys(target, '{}');
 end
 $$;
 
@@ -1332,11 +1553,8 @@ declare
 begin
     for trigger_name in
         select t.tgname from pg_trigger t
-        where t.tgrelid = target
-            and t.tgname in (
-                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
-                'audit_key_change', 'audit_truncate'
-            )
+        where t.tgrelid = target and not t.tgisinternal
+            and audit.is_tracking_function(t.tgfoid)
         order by t.tgname
     loop
         execute 'drop trigger ' || quote_ident(trigger_name) || ' on ' || target::text;
@@ -1453,17 +1671,30 @@ declare
     unsafe record;
 begin
     select c.castsource::regtype::text as source, c.casttarget::regtype::text as target,
-        c.castfunc::regprocedure::text as function, o.rolname::text as owner
+        c.castfunc::regprocedure::text as function, o.rolname::text as owner,
+        a.typtype = 'p' as polymorphic
     into unsafe
     from pg_event_trigger_ddl_commands() d
     join pg_cast c on (d.classid = 'pg_cast'::regclass and c.oid = d.objid)
         or (d.classid = 'pg_proc'::regclass and c.castfunc = d.objid)
     join pg_proc p on p.oid = c.castfunc
     join pg_roles o on o.oid = p.proowner
-    where c.casttarget in ('json'::regtype, 'jsonb'::regtype) and not o.rolsuper
+    join pg_type a on a.oid = p.proargtypes[0]
+    where c.casttarget in ('json'::regtype, 'jsonb'::regtype)
+        and (not o.rolsuper or a.typtype = 'p')
     order by c.castsource, c.casttarget
     limit 1;
-    if found then
+    if found and unsafe.polymorphic then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = 'the cast (' || unsafe.source || ' as ' || unsafe.target
+                || ') uses the function ' || unsafe.function || ', which is polymorphic:'
+                || ' to_jsonb() in the audit triggers cannot call it, and every write of a'
+                || ' tracked table using ' || unsafe.source || ' would fail',
+            hint = 'While the audit trail is installed, a cast to json or jsonb needs a function'
+                || ' owned by a superuser that takes ' || unsafe.source || ' itself: drop the'
+                || ' cast (drop cast (' || unsafe.source || ' as ' || unsafe.target || ')).';
+    elsif found then
         raise exception using
             errcode = 'insufficient_privilege',
             message = 'the cast (' || unsafe.source || ' as ' || unsafe.target
@@ -1503,88 +1734,28 @@ begin
 end
 $$;
 
-create or replace function audit.trigger_argument_list(args bytea)
-returns text[]
-language plpgsql
-immutable
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    rest bytea := args;
-    found text[] := '{}';
-    pos integer;
-begin
-    while rest is not null and length(rest) > 0 loop
-        pos := position('\x00'::bytea in rest);
-        found := found || convert_from(substring(rest from 1 for pos - 1), 'UTF8');
-        rest := substring(rest from pos + 1);
-    end loop;
-    return found;
-end
-$$;
-
-revoke all on function audit.trigger_argument_list(bytea) from public;
-
-create or replace function audit.key_change_function(pkey_cols text[], create_it boolean)
-returns regprocedure
-language plpgsql
-volatile
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    function_name text := 'key_changed_'
-        || left(encode(sha256(audit.trigger_arguments(pkey_cols)), 'hex'), 40);
-    body text := 'select pg_catalog.record_image_ne(row('
-        || (select string_agg('(old_row).' || quote_ident(c), ', ') from unnest(pkey_cols) as c)
-        || '), row('
-        || (select string_agg('(new_row).' || quote_ident(c), ', ') from unnest(pkey_cols) as c)
-        || '))';
-    -- The function's name, schema-qualified and quoted, and its signature.
-    signature text := 'audit.' || quote_ident(function_name) || '(anyelement, anyelement)';
-    found regprocedure;
-begin
-    found := to_regprocedure(signature);
-    if found is null and not create_it then
-        return null;
-    end if;
-    if found is not null
-            and (select p.prosrc from pg_catalog.pg_proc as p where p.oid = found) = body then
-        return found;
-    end if;
-    execute 'create or replace function ' || 'audit.' || quote_ident(function_name)
-        || '(old_row anyelement, new_row anyelement) returns boolean'
-        || ' language sql immutable parallel safe as ' || quote_literal(body);
-    if found is null then
-        -- Whoever writes a tracked table evaluates the WHEN clause, so it calls this (the
-        -- same privileges as install_audit gives it).
-        execute 'revoke all on function ' || signature || ' from public';
-        execute 'grant execute on function ' || signature || ' to public';
-        execute 'comment on function ' || signature || ' is '
-            || quote_literal(
-                'hyper_audit: did the primary key ('
-                || array_to_string(pkey_cols, ', ')
-                || ') change? Used by audit_key_change triggers.'
-            );
-    end if;
-    return to_regprocedure(signature);
-end
-$$;
-
-revoke all on function audit.key_change_function(text[], boolean) from public;
-
 do $$
 declare
-    keys text[];
+    unsafe record;
 begin
-    for keys in
-        select distinct a.args[1:coalesce(pg_catalog.array_position(a.args, '') - 1, a.n)]
-        from pg_catalog.pg_trigger as t
-        cross join lateral (
-            select audit.trigger_argument_list(t.tgargs) as args, t.tgnargs as n
-        ) as a
-        where t.tgfoid = 'audit.record_key_change()'::pg_catalog.regprocedure
+    for unsafe in
+        select c.castsource::pg_catalog.regtype::pg_catalog.text as source,
+            c.casttarget::pg_catalog.regtype::pg_catalog.text as target,
+            c.castfunc::pg_catalog.regprocedure::pg_catalog.text as function
+        from pg_catalog.pg_cast c
+        join pg_catalog.pg_proc p on p.oid = c.castfunc
+        join pg_catalog.pg_type a on a.oid = p.proargtypes[0]
+        where c.casttarget in ('pg_catalog.json'::pg_catalog.regtype,
+                'pg_catalog.jsonb'::pg_catalog.regtype)
+            and a.typtype operator(pg_catalog.=) 'p'
+        order by 1, 2
     loop
-        perform audit.key_change_function(keys, false);
+        raise warning using
+            message = 'install_audit: the cast (' || unsafe.source || ' as ' || unsafe.target
+                || ') uses the polymorphic function ' || unsafe.function || ': every write of a'
+                || ' tracked table using ' || unsafe.source || ' fails',
+            hint = 'Drop the cast (drop cast (' || unsafe.source || ' as ' || unsafe.target
+                || ')).';
     end loop;
 end
 $$;
@@ -1601,7 +1772,8 @@ declare
 begin
     found := audit.trigger_argument_list((
         select t.tgargs from pg_trigger t
-        where t.tgrelid = target and t.tgname in ('audit_row_change', 'audit_insert')
+        where t.tgrelid = target
+            and t.tgfoid = 'audit.record_row_change()'::regprocedure
         order by t.tgname
         limit 1
     ));
@@ -1621,51 +1793,20 @@ language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-    trigger_row record;
-    definition text;
-    call text;
-    new_args text[];
-    sep integer;
 begin
-    for trigger_row in
-        select t.oid, t.tgname, t.tgfoid, t.tgargs from pg_trigger t
-        where t.tgrelid = target
-            and t.tgname in (
-                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
-                'audit_key_change'
-            )
-        order by t.tgname
-    loop
-        new_args := audit.trigger_argument_list(trigger_row.tgargs);
-        sep := array_position(new_args, '');
-        if sep is not null then
-            new_args := new_args[1:sep-1];
-        end if;
-        if cardinality(options) > 0 then
-            new_args := new_args || array[''] || options;
-        end if;
-        if audit.trigger_arguments(new_args) is not distinct from trigger_row.tgargs then
-            continue;
-        end if;
-        definition := pg_get_triggerdef(trigger_row.oid);
-        call := ' EXECUTE FUNCTION ' || trigger_row.tgfoid::regproc::text || '(';
-        -- The definition up to its last such call (the call ends it).
-        definition := left(
-            definition,
-            length(definition) - strpos(reverse(definition), reverse(call)) - length(call) + 1
-        );
-        execute 'drop trigger ' || quote_ident(trigger_row.tgname) || ' on ' || target::text;
-        execute definition || call
-            || (select string_agg(quote_literal(a), ', ') from unnest(new_args) as a) || ')';
-    end loop;
+    if exists (
+        select from pg_trigger t
+        where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
+    ) then
+        perform audit.enable_tracking_keys(target, options);
+    end if;
 end
 $$;
 
 revoke all on function audit.set_tracking_options(regclass, text[]) from public;
 
 create or replace function audit.enable_tracking(
-    target regclass, exclude text[], skip_unchanged boolean
+    target regclass, exclude text[], skip_unchanged boolean, on_replica boolean
 )
 returns void
 language plpgsql
@@ -1676,11 +1817,12 @@ declare
     options text[] := '{}';
     wrong text;
 begin
-    if exclude is null or skip_unchanged is null then
+    if exclude is null or skip_unchanged is null or on_replica is null then
         raise exception using
             errcode = 'null_value_not_allowed',
-            message = 'audit.enable_tracking: exclude and skip_unchanged must not be null',
-            hint = 'Pass ''{}'' and false for the defaults.';
+            message = 'audit.enable_tracking: exclude, skip_unchanged and on_replica must not'
+                || ' be null',
+            hint = 'Pass ''{}'', false and false for the defaults.';
     end if;
     if array_position(exclude, null) is not null or '' = any (exclude) then
         raise exception using
@@ -1720,10 +1862,23 @@ begin
     if skip_unchanged then
         options := options || 'skip_unchanged'::text;
     end if;
-    -- Version 1's triggers first (made anew or kept as they are), then the options.
-    perform audit.set_tracking_options(target, '{}');
-    perform audit.enable_tracking_keys(target);
-    perform audit.set_tracking_options(target, options);
+    if on_replica then
+        options := options || 'on_replica'::text;
+    end if;
+    perform audit.enable_tracking_keys(target, options);
+end
+$$;
+
+create or replace function audit.enable_tracking(
+    target regclass, exclude text[], skip_unchanged boolean
+)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform audit.enable_tracking(target, exclude, skip_unchanged, false);
 end
 $$;
 
@@ -1733,14 +1888,12 @@ language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-    options text[] := audit.tracking_options(target);
 begin
-    perform audit.set_tracking_options(target, '{}');
-    perform audit.enable_tracking_keys(target);
-    perform audit.set_tracking_options(target, options);
+    perform audit.enable_tracking_keys(target, audit.tracking_options(target));
 end
 $$;
+
+revoke all on function audit.enable_tracking(regclass, text[], boolean, boolean) from public;
 
 revoke all on function audit.enable_tracking(regclass, text[], boolean) from public;
 

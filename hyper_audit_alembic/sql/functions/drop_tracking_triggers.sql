@@ -1,5 +1,7 @@
 -- Drops every audit trigger of a table (of this version and earlier ones), and the
--- key-change functions no trigger uses any more; true when there was a trigger.
+-- key-change functions no trigger uses any more; true when there was a trigger. An audit
+-- trigger is one that calls an audit trigger function, whatever its name: a trigger of
+-- another role under an audit trigger's name is never dropped.
 create or replace function audit.drop_tracking_triggers(target regclass)
 returns boolean
 language plpgsql
@@ -13,11 +15,8 @@ declare
 begin
     for trigger_name in
         select t.tgname from pg_trigger t
-        where t.tgrelid = target
-            and t.tgname in (
-                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
-                'audit_key_change', 'audit_truncate'
-            )
+        where t.tgrelid = target and not t.tgisinternal
+            and audit.is_tracking_function(t.tgfoid)
         order by t.tgname
     loop
         execute 'drop trigger ' || quote_ident(trigger_name) || ' on ' || target::text;

@@ -1,13 +1,16 @@
--- Per-table options (version 2): op.enable_tracking(..., exclude=[...], skip_unchanged=True).
+-- Per-table options (version 2): op.enable_tracking(..., exclude=[...], skip_unchanged=True),
+-- and since version 3 on_replica=True.
 -- They are stored as trigger arguments after the key columns and an empty separator
 -- argument (no column name is empty): 'exclude=<column>' for each excluded column, in
--- name order, then 'skip_unchanged'. So they cost no lookup per statement or row, survive
+-- name order, then 'skip_unchanged', then 'on_replica' (the table is tracked row by row
+-- with ENABLE ALWAYS triggers, so that a logical replication subscriber records the
+-- changes it applies: see enable_tracking_keys.sql). So they cost no lookup per statement or row, survive
 -- pg_dump / restore with the triggers, and a table without options has exactly the
 -- triggers (and the trigger path) of version 1. catalog.py parses them back.
 --
 -- Tracks a table with these options (replacing its current ones). Idempotent.
 create or replace function audit.enable_tracking(
-    target regclass, exclude text[], skip_unchanged boolean
+    target regclass, exclude text[], skip_unchanged boolean, on_replica boolean
 )
 returns void
 language plpgsql
@@ -18,11 +21,12 @@ declare
     options text[] := '{}';
     wrong text;
 begin
-    if exclude is null or skip_unchanged is null then
+    if exclude is null or skip_unchanged is null or on_replica is null then
         raise exception using
             errcode = 'null_value_not_allowed',
-            message = 'audit.enable_tracking: exclude and skip_unchanged must not be null',
-            hint = 'Pass ''{}'' and false for the defaults.';
+            message = 'audit.enable_tracking: exclude, skip_unchanged and on_replica must not'
+                || ' be null',
+            hint = 'Pass ''{}'', false and false for the defaults.';
     end if;
     if array_position(exclude, null) is not null or '' = any (exclude) then
         raise exception using
@@ -62,10 +66,24 @@ begin
     if skip_unchanged then
         options := options || 'skip_unchanged'::text;
     end if;
-    -- Version 1's triggers first (made anew or kept as they are), then the options.
-    perform audit.set_tracking_options(target, '{}');
-    perform audit.enable_tracking_keys(target);
-    perform audit.set_tracking_options(target, options);
+    if on_replica then
+        options := options || 'on_replica'::text;
+    end if;
+    perform audit.enable_tracking_keys(target, options);
+end
+$$;
+
+-- Version 2's form: tracks a table with these options and without on_replica.
+create or replace function audit.enable_tracking(
+    target regclass, exclude text[], skip_unchanged boolean
+)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform audit.enable_tracking(target, exclude, skip_unchanged, false);
 end
 $$;
 
@@ -77,14 +95,12 @@ language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-    options text[] := audit.tracking_options(target);
 begin
-    perform audit.set_tracking_options(target, '{}');
-    perform audit.enable_tracking_keys(target);
-    perform audit.set_tracking_options(target, options);
+    perform audit.enable_tracking_keys(target, audit.tracking_options(target));
 end
 $$;
+
+revoke all on function audit.enable_tracking(regclass, text[], boolean, boolean) from public;
 
 revoke all on function audit.enable_tracking(regclass, text[], boolean) from public;
 

@@ -1,8 +1,16 @@
--- Tracks a table with its primary-key columns as the trigger arguments (the triggers of a
--- table without options): version 1's audit.enable_tracking(regclass), kept under this
--- name since version 2, whose enable_tracking (enable_tracking.sql) wraps it so that a
--- table's options survive whatever re-creates its triggers.
-create or replace function audit.enable_tracking_keys(target regclass)
+-- Tracks a table with its primary-key columns and these options (none: '{}') as the
+-- trigger arguments: version 1's audit.enable_tracking(regclass), kept under this name
+-- since version 2, whose enable_tracking (enable_tracking.sql) calls it with the options
+-- a table keeps whatever re-creates its triggers.
+--
+-- An audit trigger is one that calls an audit trigger function (audit.is_tracking_function),
+-- never one that only has an audit trigger's name; each is made by
+-- audit.tracking_trigger_sql from catalog facts. A trigger of another role that holds a
+-- name the table needs is refused (audit.refuse_squatted_trigger_names), not replaced.
+-- The option 'on_replica' (op.enable_tracking(..., on_replica=True)) tracks the table row
+-- by row with ENABLE ALWAYS triggers: a logical replication subscriber's apply worker
+-- (session_replication_role = replica) fires only those, and only row-level ones.
+create or replace function audit.enable_tracking_keys(target regclass, options text[])
 returns void
 language plpgsql
 volatile
@@ -11,8 +19,10 @@ as $$
 declare
     relation_kind "char";
     pkey_cols text[];
+    on_replica boolean := 'on_replica' = any (options);
+    trigger_args text[];
     args bytea;
-    arg_list text;
+    wanted_name text;
     key_changed regprocedure;
     statement_level boolean;
     wanted text[];
@@ -42,16 +52,22 @@ begin
             hint = 'Add a primary key to ' || target::text
                 || ': the audit trail identifies each record by its primary key.';
     end if;
-    args := audit.trigger_arguments(pkey_cols);
+    trigger_args := pkey_cols;
+    if cardinality(options) > 0 then
+        trigger_args := trigger_args || array[''] || options;
+    end if;
+    args := audit.trigger_arguments(trigger_args);
 
     -- to_jsonb() in the triggers (which run as the audit's owner) converts a value of a
     -- non-built-in type with the type's cast to json when one exists. A cast whose function
-    -- a non-superuser owns would run that role's code with the audit owner's rights, so no
-    -- such cast may reach the table's values: through its columns, the base types of
+    -- a non-superuser owns would run that role's code with the audit owner's rights, and a
+    -- polymorphic function (to_json(anyelement): superuser-owned, but written for no type)
+    -- cannot be called by to_jsonb() at all, so that every write of the table would fail.
+    -- No such cast may reach the table's values: through its columns, the base types of
     -- domains, the element types of arrays and the fields of composite types.
     select r.column_name::text as column_name, c.castsource::regtype::text as source,
         c.casttarget::regtype::text as target, c.castfunc::regprocedure::text as function,
-        o.rolname::text as owner
+        o.rolname::text as owner, a.typtype = 'p' as polymorphic
     into unsafe
     from (
         with recursive reached (column_name, type_oid) as (
@@ -78,10 +94,22 @@ begin
         and c.casttarget in ('json'::regtype, 'jsonb'::regtype)
     join pg_proc p on p.oid = c.castfunc
     join pg_roles o on o.oid = p.proowner
-    where not o.rolsuper
+    join pg_type a on a.oid = p.proargtypes[0]
+    where not o.rolsuper or a.typtype = 'p'
     order by r.column_name, c.casttarget
     limit 1;
-    if found then
+    if found and unsafe.polymorphic then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = 'audit.enable_tracking: column ' || quote_ident(unsafe.column_name)
+                || ' of table ' || target::text || ' is converted to json with the cast ('
+                || unsafe.source || ' as ' || unsafe.target || '), whose function '
+                || unsafe.function || ' is polymorphic: to_jsonb() in the audit triggers'
+                || ' cannot call it, so every write of the table would fail',
+            hint = 'Drop the cast (drop cast (' || unsafe.source || ' as ' || unsafe.target
+                || ')) or use a function that takes ' || unsafe.source || ' itself, owned by a'
+                || ' superuser, then track ' || target::text || ' again.';
+    elsif found then
         raise exception using
             errcode = 'insufficient_privilege',
             message = 'audit.enable_tracking: column ' || quote_ident(unsafe.column_name)
@@ -101,7 +129,9 @@ begin
     -- updates join the transition tables of the statement that caused them, where a row
     -- may then appear twice. And the table's statements must touch exactly its own rows
     -- (no inheritance, not a partition). Other tables are tracked row by row.
-    statement_level := not exists (
+    -- On a subscriber (on_replica), only row-level triggers fire.
+    statement_level := not on_replica
+        and not exists (
             select from pg_inherits i where i.inhrelid = target or i.inhparent = target
         )
         and not exists (
@@ -133,7 +163,14 @@ begin
         ];
     end if;
 
-    -- Already so (with the key-change condition of these key columns)? Nothing to do.
+    -- A name the table needs, held by a trigger that is not the audit's: refused.
+    perform audit.refuse_squatted_trigger_names(
+        target, array(select split_part(w, '/', 1) from unnest(wanted) as w)
+    );
+
+    -- Already so (the audit triggers, with these arguments, enabled as wanted, with the
+    -- key-change condition of these key columns)? Nothing to do. This also ends the
+    -- event trigger's round that the ALTER TABLE ... ENABLE ALWAYS below starts.
     if (
         select array_agg(
             t.tgname || '/' || t.tgtype || '/' || t.tgfoid::regproc::text || '/'
@@ -141,12 +178,10 @@ begin
             order by t.tgname
         )
         from pg_trigger t
-        where t.tgrelid = target
-            and t.tgname in (
-                'audit_row_change', 'audit_insert', 'audit_update', 'audit_delete',
-                'audit_key_change', 'audit_truncate'
-            )
+        where t.tgrelid = target and not t.tgisinternal
+            and audit.is_tracking_function(t.tgfoid)
             and (t.tgname = 'audit_truncate' or t.tgargs = args)
+            and (t.tgenabled = 'A') = on_replica
     ) is not distinct from wanted
         and (
             not statement_level
@@ -154,6 +189,7 @@ begin
                 select from pg_trigger t
                 join pg_depend d on d.classid = 'pg_trigger'::regclass and d.objid = t.oid
                 where t.tgrelid = target and t.tgname = 'audit_key_change'
+                    and audit.is_tracking_function(t.tgfoid)
                     and d.refclassid = 'pg_proc'::regclass and d.refobjid = key_changed
             )
         )
@@ -166,37 +202,45 @@ begin
     truncate_comment := (
         select obj_description(t.oid, 'pg_trigger') from pg_trigger t
         where t.tgrelid = target and t.tgname = 'audit_truncate'
+            and t.tgfoid = 'audit.record_truncate()'::regprocedure
     );
     perform audit.drop_tracking_triggers(target);
 
-    arg_list := (select string_agg(quote_literal(c), ', ') from unnest(pkey_cols) as c);
-    if statement_level then
-        key_changed := audit.key_change_function(pkey_cols, true);
-        execute 'create trigger audit_insert after insert on ' || target::text
-            || ' referencing new table as audit_new'
-            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
-        execute 'create trigger audit_update after update on ' || target::text
-            || ' referencing old table as audit_old new table as audit_new'
-            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
-        execute 'create trigger audit_delete after delete on ' || target::text
-            || ' referencing old table as audit_old'
-            || ' for each statement execute function audit.record_row_change(' || arg_list || ')';
-        execute 'create trigger audit_key_change after update on ' || target::text
-            || ' for each row when (audit.' || quote_ident(
-                (select p.proname from pg_proc p where p.oid = key_changed)
-            ) || '(old, new))'
-            || ' execute function audit.record_key_change(' || arg_list || ')';
-    else
-        execute 'create trigger audit_row_change after insert or update or delete on '
-            || target::text
-            || ' for each row execute function audit.record_row_change(' || arg_list || ')';
+    foreach wanted_name in array array(select split_part(w, '/', 1) from unnest(wanted) as w)
+    loop
+        execute audit.tracking_trigger_sql(
+            target,
+            wanted_name,
+            case when wanted_name = 'audit_truncate' then '{}' else trigger_args end
+        );
+    end loop;
+    if on_replica then
+        -- One ALTER TABLE for all: the event trigger it fires finds the table as wanted.
+        execute 'alter table ' || target::text || ' ' || (
+            select string_agg(
+                'enable always trigger ' || quote_ident(split_part(w, '/', 1)), ', '
+            )
+            from unnest(wanted) as w
+        );
     end if;
-    execute 'create trigger audit_truncate after truncate on ' || target::text
-        || ' for each statement execute function audit.record_truncate()';
     if truncate_comment is not null then
         execute 'comment on trigger audit_truncate on ' || target::text || ' is '
             || quote_literal(truncate_comment);
     end if;
+end
+$$;
+
+revoke all on function audit.enable_tracking_keys(regclass, text[]) from public;
+
+-- Without options (version 1's triggers).
+create or replace function audit.enable_tracking_keys(target regclass)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform audit.enable_tracking_keys(target, '{}');
 end
 $$;
 

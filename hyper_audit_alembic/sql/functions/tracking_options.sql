@@ -1,4 +1,6 @@
 -- The option arguments of a tracked table's triggers (after the separator), '{}' if none.
+-- Read from a trigger that calls audit.record_row_change(), whatever its name: a trigger
+-- of another role under an audit trigger's name cannot forge options.
 create or replace function audit.tracking_options(target regclass)
 returns text[]
 language plpgsql
@@ -11,7 +13,8 @@ declare
 begin
     found := audit.trigger_argument_list((
         select t.tgargs from pg_trigger t
-        where t.tgrelid = target and t.tgname in ('audit_row_change', 'audit_insert')
+        where t.tgrelid = target
+            and t.tgfoid = 'audit.record_row_change()'::regprocedure
         order by t.tgname
         limit 1
     ));
