@@ -369,6 +369,7 @@ def test_sql_files_are_known() -> None:
         "refuse_if_history",
         "released/1",
         "released/2",
+        "released/3",
         "remove_functions",
         "steps/1",
         "steps/2",

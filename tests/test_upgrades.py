@@ -417,6 +417,35 @@ def test_upgrade_refuses_a_database_at_another_version(engine: sa.Engine, db_url
         assert schema_version(db) == CURRENT
 
 
+def test_downgrade_to_2_refuses_while_a_table_is_tracked_on_replica(
+    engine: sa.Engine, db_url: str
+) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql("create table account (id int primary key, name text)")
+    run_online(engine, lambda op: op.install_audit())
+    run_online(engine, lambda op: op.enable_tracking("account", on_replica=True))
+    with engine.begin() as connection:
+        connection.exec_driver_sql("insert into account values (1, 'Foo')")
+    with pytest.raises(sa.exc.DBAPIError) as error:
+        run_online(engine, lambda op: op.downgrade_audit(from_version=3, to_version=2))
+    assert error.value.orig.pgcode == "55000"  # type: ignore[union-attr]
+    assert (
+        "audit schema downgrade to version 2: tables tracked with on_replica: account"
+    ) in str(error.value)
+    with connect(db_url) as db:
+        assert schema_version(db) == 3
+    # Without on_replica the downgrade goes through and keeps the row recorded before.
+    run_online(
+        engine, lambda op: op.alter_tracking("account", existing_on_replica=True)
+    )
+    run_online(engine, lambda op: op.downgrade_audit(from_version=3, to_version=2))
+    with engine.begin() as connection:
+        connection.exec_driver_sql("update account set name = 'Bar'")
+    with connect(db_url) as db:
+        assert schema_version(db) == 2
+    assert [op for op, _, _ in account_history(engine)] == ["INSERT", "UPDATE"]
+
+
 # -- the operations themselves -----------------------------------------------------------
 
 
