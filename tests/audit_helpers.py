@@ -393,3 +393,42 @@ def account_scenario(db: Db) -> list[tuple[Any, ...]]:
         ("DELETE", None, rid, *where, None, second),
         ("TRUNCATE", None, None, *where, None, None),
     ]
+
+
+def create_account(db: Db) -> None:
+    db.run("create table public.account (id int primary key, name text not null)")
+
+
+def track_account(operations: Operations) -> None:
+    operations.enable_tracking("account")  # type: ignore[attr-defined]
+
+
+def audited_metadata() -> sa.MetaData:
+    metadata = sa.MetaData()
+    sa.Table(
+        "account",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        info={"audited": True},
+    )
+    return metadata
+
+
+#: The sha256 of each released version's frozen SQL (sql/released/<n>.sql), recorded at
+#: its release. Installs of these versions exist in users' databases: the upgrade tests
+#: start from this text, so it must stay as released. Never update a hash; add one when
+#: a version is released (sql/README.md).
+RELEASED_SHA256 = {
+    1: "3bd9945270de0105a24eb16612cd54f6f44655d481c45dc354f5d9abe544e160",
+    2: "0fd968256e7f71bead2c83ea0c05b5bddfe4247e004257bc2346fdddfb954f95",
+    3: "a1020acabe6f0e3db72e40b7a8ba5b5fc3f7c824640dbd6dc67fd817cc6f9b1c",
+}
+
+#: The functions of Supabase's auth schema that the audit table's auth columns call.
+SUPABASE_AUTH = """
+    create schema auth;
+    create function auth.uid() returns uuid language sql stable
+        as $$ select nullif(current_setting('request.jwt.claim.sub', true), '')::uuid $$;
+    create function auth.role() returns text language sql stable
+        as $$ select nullif(current_setting('request.jwt.claim.role', true), '') $$;
+"""

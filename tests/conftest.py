@@ -2,6 +2,13 @@
 
 The server is ours (it must run as an unprivileged user when the tests run as root);
 pytest-postgresql's janitor gives each test its own database, cloned from a template.
+A second server, preloading TimescaleDB, serves the TimescaleDB tests (skipped where it
+is not installed).
+
+Every test that uses one of the server fixtures is marked ``pg`` here; tests that start a
+server or a fresh interpreter themselves carry the mark in their module. ``pytest -m
+"not pg"`` runs the rest (rendering, golden text, option checks, parsing) in seconds,
+with no PostgreSQL binaries at all.
 """
 
 from __future__ import annotations
@@ -17,8 +24,29 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from pytest_postgresql import factories
+from timescale_helpers import fresh_database, timescale_server
 
 from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+
+#: The fixtures that start a PostgreSQL server (or hand out a database on one); a test
+#: whose fixture closure holds any of them needs a server, and is marked ``pg``.
+SERVER_FIXTURES = frozenset(
+    {
+        "pg_server",
+        "postgresql_noproc",
+        "postgresql",
+        "ts_server",
+        "ts_apache_server",
+        "logical_server",  # test_trust.py: a server with wal_level=logical
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pg)
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +68,35 @@ def db_url(postgresql, pg_server: ThrowawayPostgres) -> str:  # type: ignore[no-
 @pytest.fixture
 def engine(db_url: str) -> Iterator[sa.Engine]:
     engine = sa.create_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def ts_server() -> Iterator[ThrowawayPostgres]:
+    """A server that preloads timescaledb; skips the test where TimescaleDB is missing."""
+    yield from timescale_server()
+
+
+@pytest.fixture(scope="session")
+def ts_apache_server() -> Iterator[ThrowawayPostgres]:
+    """The same with only the Apache-licensed features, as some managed clouds offer.
+
+    The license is a server setting: a database or role setting does not change it.
+    """
+    yield from timescale_server(**{"timescaledb.license": "apache"})
+
+
+@pytest.fixture
+def ts_url(ts_server: ThrowawayPostgres) -> Iterator[str]:
+    """A fresh database on the TimescaleDB server, without the extension created yet."""
+    with fresh_database(ts_server) as url:
+        yield url
+
+
+@pytest.fixture
+def ts_engine(ts_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(ts_url)
     yield engine
     engine.dispose()
 

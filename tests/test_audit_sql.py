@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from audit_helpers import NAMESPACE, Db, connect, record_id, run_online
+from audit_helpers import NAMESPACE, SUPABASE_AUTH, Db, connect, record_id, run_online
 
 
 @pytest.fixture
@@ -383,15 +383,6 @@ def test_schema_off_the_search_path(db: Db) -> None:
 
 
 # --- Supabase -----------------------------------------------------------------------------
-
-SUPABASE_AUTH = """
-    create schema auth;
-    create function auth.uid() returns uuid language sql stable
-        as $$ select nullif(current_setting('request.jwt.claim.sub', true), '')::uuid $$;
-    create function auth.role() returns text language sql stable
-        as $$ select nullif(current_setting('request.jwt.claim.role', true), '') $$;
-"""
-
 
 def test_supabase_auth_columns(engine: sa.Engine, bare_db: Db) -> None:
     db = bare_db

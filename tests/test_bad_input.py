@@ -291,6 +291,7 @@ def _pg_config(bin_dir: Path, option: str) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.pg
 def test_install_on_a_server_without_uuid_ossp(server_without_uuid_ossp: ThrowawayPostgres) -> None:
     server = server_without_uuid_ossp
     done = server.psql("postgres", "-c", "create database app")

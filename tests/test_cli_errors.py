@@ -45,6 +45,7 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])  # closed again when we return: nobody listens
 
 
+@pytest.mark.pg
 @pytest.mark.parametrize("command", ["demo", "history"])
 def test_a_bad_url_is_one_line(command: str) -> None:
     tail = ["account", "1"] if command == "history" else []
@@ -52,6 +53,7 @@ def test_a_bad_url_is_one_line(command: str) -> None:
     assert_error(cli(command, "--url", "mysqlx:/ /h", *tail), f"not a database URL: {EXPECTED_URL}")
 
 
+@pytest.mark.pg
 @pytest.mark.parametrize("command", ["demo", "history"])
 def test_an_unreachable_server_is_one_line(command: str) -> None:
     port = closed_port()
@@ -84,6 +86,7 @@ def test_debug_shows_the_traceback(pg_server: ThrowawayPostgres) -> None:
         assert 'database "nosuchdb" does not exist' in done.stderr
 
 
+@pytest.mark.pg
 def test_a_url_of_another_database_is_refused() -> None:
     for command, tail in (("demo", []), ("history", ["account", "1"])):
         assert_error(
@@ -92,6 +95,7 @@ def test_a_url_of_another_database_is_refused() -> None:
         )
 
 
+@pytest.mark.pg
 def test_a_usage_error_is_one_line() -> None:
     done = cli("history", "account")
     assert (done.returncode, done.stdout, done.stderr) == (
@@ -102,6 +106,7 @@ def test_a_usage_error_is_one_line() -> None:
     )
 
 
+@pytest.mark.pg
 def test_history_without_a_url_says_how_to_give_one() -> None:
     assert_error(
         cli("history", "account", "1"),
@@ -236,5 +241,9 @@ def test_transaction_history_checks_its_argument(unreachable_session: Session) -
             transaction_history(unreachable_session, value)  # type: ignore[arg-type]
         assert str(raised.value) == message
     # A valid argument does reach the database (the session's is unreachable).
-    with pytest.raises(sa.exc.OperationalError):
+    with pytest.raises(sa.exc.OperationalError) as unreachable:
         transaction_history(unreachable_session, 1)
+    port = unreachable_session.get_bind().url.port
+    assert str(unreachable.value.orig).splitlines()[0] == (
+        f'connection to server at "127.0.0.1", port {port} failed: Connection refused'
+    )

@@ -15,6 +15,9 @@ from audit_helpers import snapshot_of
 
 from hyper_audit_alembic.throwaway_postgres import INSTALL_HINT, ThrowawayPostgres
 
+# The demo runs in a fresh interpreter and starts its own server (or says it cannot).
+pytestmark = pytest.mark.pg
+
 HISTORY_HEADER = "  id | op       | table         | record   | record (new)"
 HISTORY = [
     ("INSERT", "account"),

@@ -139,10 +139,15 @@ def test_key_text_forms() -> None:
     assert key_text(dt.datetime(2024, 1, 2, 3, 4, 5, 500000, tzinfo=kathmandu)) == (
         "2024-01-01T21:19:05.5+00:00"
     )
-    with pytest.raises(TypeError, match="complex are not supported"):
+    with pytest.raises(TypeError) as refused_type:
         key_text(1j)
-    with pytest.raises(ValueError, match="cannot be None"):
+    assert str(refused_type.value) == (
+        "record id: key values of type complex are not supported; pass the text PostgreSQL "
+        "writes for the value (row_to_json(...) ->> column) as a str"
+    )
+    with pytest.raises(ValueError) as refused_none:
         key_text(None)
+    assert str(refused_none.value) == "record id: a primary-key value cannot be None"
 
 
 KEY_TYPES: dict[str, tuple[str, list[Any]]] = {
@@ -308,10 +313,16 @@ def test_history_with_a_composite_non_integer_key(
         assert [
             v.id for v in history(session, 'xyz."Members"', {"code": code, "tenant": "acme"})
         ] == ids
-        with pytest.raises(ValueError, match=r"has 2 column\(s\) \(code, tenant\), got 1 value"):
+        with pytest.raises(ValueError) as too_few:
             history(session, Membership, code)
-        with pytest.raises(ValueError, match=r"the key of xyz.Members is \(code, tenant\)"):
+        assert str(too_few.value) == (
+            "history: the key of xyz.Members has 2 column(s) (code, tenant), got 1 value(s)"
+        )
+        with pytest.raises(ValueError) as other_columns:
             history(session, Membership, {"code": code})
+        assert str(other_columns.value) == (
+            "history: the key of xyz.Members is (code, tenant), got (code)"
+        )
 
 
 def test_history_of_a_numeric_key_and_of_a_dropped_table(
@@ -397,8 +408,11 @@ def test_as_of(audited: sa.Engine, tables: dict[str, int]) -> None:
         assert as_of(session, Account, 5, T0 + 4 * minute) == {"id": 5, "name": "again"}
         assert as_of(session, Account, 5, T0 + 5 * minute) is None
         assert as_of(session, Account, 1, T0 + minute) == {"id": 1, "name": "b"}
-        with pytest.raises(ValueError, match="timezone-aware"):
+        with pytest.raises(ValueError) as naive:
             as_of(session, Account, 5, dt.datetime(2024, 5, 1))
+        assert str(naive.value) == (
+            "as_of: pass a timezone-aware datetime (audit times are timestamptz)"
+        )
 
         tail = table_history(session, Account, since=T0 + 2 * minute, until=T0 + 5 * minute)
         assert [(v.op, v.ts) for v in tail] == [
@@ -574,8 +588,9 @@ def test_parse_table_name() -> None:
     assert parse_table_name('xyz."Members"') == ("xyz", "Members")
     assert parse_table_name('"a.b"."c""d"') == ("a.b", 'c"d')
     assert parse_table_name("Ünï.t") == ("Ünï", "t")
-    with pytest.raises(ValueError, match="not a table name"):
+    with pytest.raises(ValueError) as refused:
         parse_table_name("a.b.c.d")
+    assert str(refused.value) == "not a table name (schema.table at most): 'a.b.c.d'"
 
 
 # --- the command ----------------------------------------------------------------------------

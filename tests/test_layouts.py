@@ -26,12 +26,15 @@ from audit_helpers import (
     Db,
     account_scenario,
     apply_sql,
+    audited_metadata,
     catalog_snapshot,
     connect,
+    create_account,
     extra_database,
     offline_sql,
     record_id,
     run_online,
+    track_account,
 )
 
 from hyper_audit_alembic.layouts import SetAuditPartitioningOp
@@ -80,19 +83,11 @@ def install_partitioned(**options: Any) -> Any:
     return script
 
 
-def track_account(operations: Operations) -> None:
-    operations.enable_tracking("account")  # type: ignore[attr-defined]
-
-
 def set_partitioning(**options: Any) -> Any:
     def script(operations: Operations) -> None:
         operations.set_audit_partitioning(**options)  # type: ignore[attr-defined]
 
     return script
-
-
-def create_account(db: Db) -> None:
-    db.run("create table public.account (id int primary key, name text not null)")
 
 
 def add_history(db: Db, *timestamps: str, table_oid: int = 424242) -> None:
@@ -601,17 +596,6 @@ def test_the_partition_interval_is_whole_days_or_months(
 
 
 # --- autogenerate ------------------------------------------------------------------------
-
-
-def audited_metadata() -> sa.MetaData:
-    metadata = sa.MetaData()
-    sa.Table(
-        "account",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True),
-        info={"audited": True},
-    )
-    return metadata
 
 
 ACCOUNT_CREATE = [

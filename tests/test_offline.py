@@ -126,8 +126,9 @@ def test_offline_equals_online_through_the_life_cycle(twins: Twins) -> None:
 
     # 2. Uninstalling with history is refused, online and offline, and changes nothing.
     before = catalog_snapshot(twins.online)
-    with pytest.raises(sa.exc.DBAPIError):
+    with pytest.raises(sa.exc.DBAPIError) as refused:
         run_online(twins.engine, lambda op: op.uninstall_audit())
+    assert refused.value.orig.pgcode == "2BP01"  # type: ignore[union-attr]
     error = psql_error(
         twins.pg_server,
         twins.offline.conn.info.dbname,

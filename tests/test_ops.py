@@ -137,11 +137,13 @@ def test_enable_tracking_op_errors(engine: sa.Engine, db: Db) -> None:
     assert missing.value.orig.diag.message_primary == (  # type: ignore[union-attr]
         'op.enable_tracking: table xyz."Account" does not exist'
     )
+    assert missing.value.orig.pgcode == "42P01"  # type: ignore[union-attr]
     with pytest.raises(sa.exc.DBAPIError) as nokey:
         run_online(engine, lambda op: op.enable_tracking("nokey"))
     assert nokey.value.orig.diag.message_primary == (  # type: ignore[union-attr]
         "audit.enable_tracking: table public.nokey has no primary key"
     )
+    assert nokey.value.orig.pgcode == "42P16"  # type: ignore[union-attr]
 
 
 # --- install_audit / uninstall_audit -----------------------------------------------------------

@@ -147,12 +147,23 @@ def test_primary_key_columns_cannot_be_excluded(tracked: Db, engine: sa.Engine) 
         "audit.enable_tracking: cannot exclude id of table public.plain: primary-key columns "
         "identify each record"
     )
+    assert (error.pgcode, error.diag.message_hint) == (
+        "22023",  # invalid_parameter_value
+        "Leave the primary-key columns out of exclude.",
+    )
     error = db.error("select audit.enable_tracking('plain', '{nope}', false)")
     assert str(error).splitlines()[0] == (
         "audit.enable_tracking: cannot exclude nope: table public.plain has no such column"
     )
-    with pytest.raises(sa.exc.DBAPIError, match=r"cannot exclude id of table public\.plain"):
+    assert (error.pgcode, error.diag.message_hint) == ("42703", None)  # undefined_column
+    with pytest.raises(sa.exc.DBAPIError) as refused:
         run_online(engine, lambda op: op.enable_tracking("plain", exclude=["id"]))
+    error = refused.value.orig
+    assert (error.pgcode, error.diag.message_primary) == (  # type: ignore[union-attr]
+        "22023",
+        "audit.enable_tracking: cannot exclude id of table public.plain: primary-key columns "
+        "identify each record",
+    )
 
     class Base(DeclarativeBase):
         pass
@@ -459,10 +470,13 @@ def test_on_replica_offline_sql_equals_online(
         assert enabled_triggers(db, "plain") == offline == ALWAYS_ROW_TRIGGERS
 
 
-def test_on_replica_must_be_a_bool(engine: sa.Engine) -> None:
+def test_on_replica_of_the_op_must_be_a_bool() -> None:
     with pytest.raises(AuditOperationError) as caught:
         EnableTrackingOp("t", on_replica="yes")  # type: ignore[arg-type]
     assert str(caught.value) == "hyper_audit: on_replica must be True or False, not 'yes'"
+
+
+def test_on_replica_of_a_model_must_be_a_bool(engine: sa.Engine) -> None:
     base = _token_models({"on_replica": 1})
     with engine.begin() as connection, pytest.raises(CommandError) as flagged:
         autogenerate(connection, base.metadata)

@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import PlainInstall, run_quietly
 
+# Each test builds or runs a fresh virtualenv holding the wheel: slow, so in the pg set.
+pytestmark = pytest.mark.pg
+
 REPO = Path(__file__).resolve().parents[1]
 #: Every module and package of ours (``__main__`` is run, not imported).
 MODULES = sorted(

@@ -17,6 +17,9 @@ from alembic.operations import Operations
 from audit_helpers import run_online
 from conftest import PlainInstall
 
+# A fresh virtualenv holding the wheel, run in subprocesses: slow, so in the pg set.
+pytestmark = pytest.mark.pg
+
 MODELS = """
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 

@@ -347,6 +347,7 @@ def test_client_gone_mid_transaction_leaves_neither_change_nor_audit_row(slow_ac
 CRASH_WRITERS = 4
 
 
+@pytest.mark.pg
 def test_a_crashed_server_keeps_every_committed_audit_row() -> None:
     """``pg_ctl stop -m immediate`` mid-load, on a server with default durability."""
     with ThrowawayPostgres(settings={}) as server:
@@ -489,6 +490,7 @@ def test_a_migration_that_fails_partway_changes_nothing(
         with pytest.raises(sa.exc.DBAPIError) as failed:
             project.upgrade("head")
         error = failed.value.orig
+        assert error.pgcode == "42P01"  # type: ignore[union-attr]
         assert error.diag.message_primary == (  # type: ignore[union-attr]
             "op.enable_tracking: table ledger_lines does not exist"
         )
@@ -655,6 +657,7 @@ def test_plain_pg_dump_restored_with_psql(
         db.run("update account set name = 'after restore' where id = 1")  # still tracked
         # The event trigger is live: it refuses to leave a tracked table without its key.
         refused = db.error("alter table account drop constraint account_pkey")
+        assert refused.pgcode == "42P16"
         assert refused.diag.message_primary == (
             "table public.account is tracked by the audit trail and must keep a primary key"
         )

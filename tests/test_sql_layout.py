@@ -9,8 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from audit_helpers import NAMESPACE, connect, run_online
-from test_upgrades import RELEASED_SHA256
+from audit_helpers import NAMESPACE, RELEASED_SHA256, connect, run_online
 
 from hyper_audit_alembic import sql
 from hyper_audit_alembic.history import RECORD_ID_NAMESPACE
@@ -133,10 +132,14 @@ do $$ declare c text := $c$;$c$; begin end $$
 def test_filled_quotes_each_value_once_and_checks_the_placeholders() -> None:
     statement = sql.filled("untrack_table", {"target": "a'b"})
     assert "    target constant text := 'a''b';\n" in statement
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError) as extra:
         sql.filled("untrack_table", {"target": "a", "other": 1})
-    with pytest.raises(AssertionError):
+    assert str(extra.value) == (
+        "sql/untrack_table.sql does not have exactly the placeholders {'target': 'a', 'other': 1}"
+    )
+    with pytest.raises(AssertionError) as misspelt:
         sql.filled("untrack_table", {"tar": "a"})
+    assert str(misspelt.value) == "sql/untrack_table.sql: placeholder :'tar' is not there once"
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,9 @@ from alembic_project import TEMPLATE, Project
 
 from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
 
+# `alembic init` and the console script run in fresh interpreters: slow, so in the pg set.
+pytestmark = pytest.mark.pg
+
 TEMPLATE_FILES = ["README", "env.py", "script.py.mako"]
 
 MODELS = '''

@@ -10,10 +10,7 @@ Each test gets a fresh database on one session-wide server that preloads timesca
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,97 +26,10 @@ from audit_helpers import (
     record_id,
     run_online,
 )
-from test_timescale_ddl import HYPERTABLE_INDEXES
+from timescale_helpers import HYPERTABLE_INDEXES, fresh_database, record_version_indexes
 
 from hyper_audit_alembic import sql
-from hyper_audit_alembic.throwaway_postgres import (
-    FAST_SETTINGS,
-    PostgresNotFound,
-    ThrowawayPostgres,
-    find_bin_dir,
-)
-
-
-def _missing_timescaledb() -> str | None:
-    """Why the TimescaleDB tests cannot run here, or None when they can."""
-    try:
-        bin_dir = find_bin_dir()
-    except PostgresNotFound as exc:
-        return str(exc)
-    pg_config = bin_dir / "pg_config"
-    if not pg_config.exists():
-        return f"no pg_config beside {bin_dir / 'postgres'} to locate TimescaleDB"
-    found = subprocess.run(
-        [str(pg_config), "--sharedir", "--pkglibdir"], capture_output=True, text=True
-    )
-    if found.returncode != 0 or len(found.stdout.splitlines()) != 2:
-        return f"{pg_config} --sharedir --pkglibdir failed: {found.stderr or found.stdout}"
-    sharedir, pkglibdir = found.stdout.splitlines()
-    control = Path(sharedir) / "extension" / "timescaledb.control"
-    library = Path(pkglibdir) / "timescaledb.so"
-    for needed in (control, library):
-        if not needed.exists():
-            return f"TimescaleDB is not installed for the PostgreSQL in {bin_dir}: no {needed}"
-    return None
-
-
-def _server(**settings: str) -> Iterator[ThrowawayPostgres]:
-    missing = _missing_timescaledb()
-    if missing:
-        pytest.skip(missing)
-    all_settings = {
-        **FAST_SETTINGS,
-        "shared_preload_libraries": "timescaledb",
-        "timescaledb.telemetry_level": "off",
-        **settings,
-    }
-    with ThrowawayPostgres(settings=all_settings) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def ts_server() -> Iterator[ThrowawayPostgres]:
-    """A server that preloads timescaledb; skips the module where TimescaleDB is missing."""
-    yield from _server()
-
-
-@pytest.fixture(scope="session")
-def ts_apache_server() -> Iterator[ThrowawayPostgres]:
-    """The same with only the Apache-licensed features, as some managed clouds offer.
-
-    The license is a server setting: a database or role setting does not change it.
-    """
-    yield from _server(**{"timescaledb.license": "apache"})
-
-
-_counter = 0
-
-
-@contextmanager
-def fresh_database(server: ThrowawayPostgres) -> Iterator[str]:
-    """A new database on ``server`` (without the extension created); yields its URL."""
-    global _counter
-    _counter += 1
-    name = f"ts_test_{_counter}"
-    apply_sql(server, "postgres", f"create database {name}")
-    try:
-        yield server.url(name)
-    finally:
-        apply_sql(server, "postgres", f"drop database {name} with (force)")
-
-
-@pytest.fixture
-def ts_url(ts_server: ThrowawayPostgres) -> Iterator[str]:
-    """A fresh database on the TimescaleDB server, without the extension created yet."""
-    with fresh_database(ts_server) as url:
-        yield url
-
-
-@pytest.fixture
-def ts_engine(ts_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(ts_url)
-    yield engine
-    engine.dispose()
+from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
 
 
 @pytest.fixture
@@ -146,16 +56,6 @@ def uninstall_dropping_history(operations: Operations) -> None:
 
 def uninstall(operations: Operations) -> None:
     operations.uninstall_audit()  # type: ignore[attr-defined]
-
-
-def record_version_indexes(db: Db) -> list[str]:
-    return [
-        row[0]
-        for row in db.rows(
-            "select pg_get_indexdef(indexrelid) from pg_index"
-            " where indrelid = 'audit.record_version'::regclass order by 1"
-        )
-    ]
 
 
 def hypertable_dimensions(db: Db) -> list[tuple[Any, ...]]:
@@ -328,6 +228,7 @@ def test_uninstall_refuses_to_drop_history_unless_told(db: Db, ts_engine: sa.Eng
 
     with pytest.raises(sa.exc.DBAPIError) as refused:
         run_online(ts_engine, uninstall)
+    assert refused.value.orig.pgcode == "2BP01"  # type: ignore[union-attr]
     assert refused.value.orig.diag.message_primary == (  # type: ignore[union-attr]
         "uninstall_audit: audit.record_version holds recorded history; refusing to destroy it"
     )

@@ -16,25 +16,9 @@ import pytest
 import sqlalchemy as sa
 from alembic.operations import Operations
 from audit_helpers import Db, connect, offline_sql, record_id, run_online
+from timescale_helpers import HYPERTABLE_INDEXES, TRANSACTION_ID_INDEX
 
 from hyper_audit_alembic import sql
-
-#: Audit schema version 2's index of transaction ids (steps/2.sql), on every layout: not
-#: unique, so create_hypertable keeps it (on each chunk); lookups by transaction need no ts.
-TRANSACTION_ID_INDEX = (
-    "CREATE INDEX record_version_transaction_id ON audit.record_version USING btree"
-    " (transaction_id) WHERE (transaction_id IS NOT NULL)"
-)
-
-#: The indexes of audit.record_version on a hypertable: composite with ts second, no BRIN.
-HYPERTABLE_INDEXES = [
-    "CREATE INDEX record_version_old_record_id ON audit.record_version USING btree"
-    " (old_record_id, ts) WHERE (old_record_id IS NOT NULL)",
-    "CREATE INDEX record_version_record_id ON audit.record_version USING btree"
-    " (record_id, ts) WHERE (record_id IS NOT NULL)",
-    "CREATE INDEX record_version_table_oid ON audit.record_version USING btree (table_oid, ts)",
-    TRANSACTION_ID_INDEX,
-]
 
 #: The indexes of audit.record_version without TimescaleDB.
 PLAIN_INDEXES = [

@@ -21,9 +21,19 @@ import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic_project import Project, autogenerate, migration_body
-from audit_helpers import Db, apply_sql, catalog_snapshot, connect, offline_sql, run_online
-from test_layouts import account_scenario, audited_metadata, create_account, track_account
-from test_timescale import _server, fresh_database, record_version_indexes
+from audit_helpers import (
+    Db,
+    account_scenario,
+    apply_sql,
+    audited_metadata,
+    catalog_snapshot,
+    connect,
+    create_account,
+    offline_sql,
+    run_online,
+    track_account,
+)
+from timescale_helpers import fresh_database, record_version_indexes
 
 from hyper_audit_alembic import sql
 from hyper_audit_alembic.layouts import SetAuditTimescalePolicyOp
@@ -437,16 +447,6 @@ def test_policy_op_renders_and_reverses_with_the_existing_values() -> None:
 
 
 @pytest.fixture(scope="module")
-def ts_server() -> Iterator[ThrowawayPostgres]:
-    yield from _server()
-
-
-@pytest.fixture(scope="module")
-def ts_apache_server() -> Iterator[ThrowawayPostgres]:
-    yield from _server(**{"timescaledb.license": "apache"})
-
-
-@pytest.fixture(scope="module")
 def hypertable_indexes(ts_server: ThrowawayPostgres) -> list[str]:
     """The indexes of the hypertable that op.install_audit() makes, read from one."""
     with fresh_database(ts_server) as url, connect(url) as db:
@@ -457,19 +457,6 @@ def hypertable_indexes(ts_server: ThrowawayPostgres) -> list[str]:
         finally:
             engine.dispose()
         return record_version_indexes(db)
-
-
-@pytest.fixture
-def ts_url(ts_server: ThrowawayPostgres) -> Iterator[str]:
-    with fresh_database(ts_server) as url:
-        yield url
-
-
-@pytest.fixture
-def ts_engine(ts_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(ts_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -250,10 +250,9 @@ def test_enable_tracking_over_a_squatted_name_runs_nothing_of_the_squatter(
     db.run(f"set role {trigger_holder}")
     db.run(squat("audit_insert", "fresh", f"alter role {trigger_holder} superuser"))
     db.run("reset role")
-    try:
+    with pytest.raises(sa.exc.DBAPIError) as raised:
         track(engine, "fresh", **options)
-    except sa.exc.DBAPIError:
-        pass  # refusing the squatted name is a fine answer too
+    assert error_of(raised.value.orig) == squat_refused("public.fresh", "audit_insert")
     assert not is_superuser(db, trigger_holder)
 
 
