@@ -41,9 +41,10 @@ def default_parts() -> str:
     return "all" if not left_out else "all but " + ", ".join(left_out)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str], prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Write overhead of the audit trail: untracked vs reference design vs ours."
+        prog=prog,
+        description="Write overhead of the audit trail: untracked vs reference design vs ours.",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a short run: 1 repetition, 3 s pgbench runs"
@@ -122,10 +123,14 @@ def measure(options: argparse.Namespace, command_line: str) -> tuple[str, Result
     return report, results
 
 
-def main(argv: list[str], program: str = "python benchmarks/run.py") -> int:
-    """Run the benchmark; the exit status is 1 if a sanity check failed, 2 if set-up did."""
-    options = parse_args(argv)
-    command_line = program + "".join(" " + shlex.quote(a) for a in argv)
+def main(argv: list[str], program: str | None = None) -> int:
+    """Run the benchmark; the exit status is 1 if a sanity check failed, 2 if set-up did.
+
+    `program` is how it was started, for usage and the report's command line.
+    """
+    options = parse_args(argv, program)
+    started_as = program or "python benchmarks/run.py"
+    command_line = started_as + "".join(" " + shlex.quote(a) for a in argv)
     try:
         report, results = measure(options, command_line)
     except BenchmarkError as failure:
