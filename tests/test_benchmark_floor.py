@@ -1,40 +1,30 @@
 """The benchmark's floor writes exactly the audit rows the package writes.
 
-benchmarks/run.py reports "ours / floor": the package against the least work that writes
-the same audit rows (benchmarks/floor_design.sql's bare row trigger for single-row
-statements; the bulk statements writing their own audit rows, no trigger). That ratio only
-means something if the floor's rows are the package's rows: same record ids, same jsonb,
-same ops, same history per record. Both run the benchmark's own statements in one
-transaction (so now() in the rows is the same) and their audit tables are compared.
+The benchmark (python benchmarks/run.py) reports "ours / floor": the package against the
+least work that writes the same audit rows (benchmarks/floor_design.sql's bare row trigger
+for single-row statements; the bulk statements writing their own audit rows, no trigger:
+benchmarks/workloads/bulk.py). That ratio only means something if the floor's rows are the
+package's rows: same record ids, same jsonb, same ops, same history per record. Both run the
+benchmark's own statements, imported from the benchmarks package, in one transaction (so
+now() in the rows is the same) and their audit tables are compared.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import Counter, defaultdict
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from audit_helpers import Db, connect
 
+from benchmarks.variants import FLOOR_SQL, TABLE_DDL
+from benchmarks.workloads.bulk import bulk_statements, floor_bulk_statements
+from benchmarks.workloads.pgbench import PGBENCH_SCRIPTS
 from hyper_audit_alembic.sql import install_statements
 
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 ROWS = 5
 # The pgbench scripts' variables, fixed: the inserted row's values, the updated row's key.
 PGBENCH_VALUES = {":a": "7", ":id": "2"}
-
-
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hyper_audit_benchmark", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being made
-    spec.loader.exec_module(module)
-    return module
 
 
 def pgbench_statement(script: str) -> str:
@@ -45,9 +35,9 @@ def pgbench_statement(script: str) -> str:
     return statement
 
 
-def run_workload(db: Db, bench: ModuleType, floor: bool) -> list[tuple[Any, ...]]:
+def run_workload(db: Db, floor: bool) -> list[tuple[Any, ...]]:
     """The benchmark's statements, as the floor or ours runs them; the audit rows written."""
-    bulk = bench.floor_bulk_statements(ROWS) if floor else bench.bulk_statements(ROWS)
+    bulk = floor_bulk_statements(ROWS) if floor else bulk_statements(ROWS)
 
     def run_bulk(key: str) -> None:
         if floor:  # no trigger: the statement writes its own audit rows
@@ -59,7 +49,7 @@ def run_workload(db: Db, bench: ModuleType, floor: bool) -> list[tuple[Any, ...]
     db.run("select setval(pg_get_serial_sequence('public.bench', 'id'), %s)", [ROWS])
     db.run("select setval('public.bench_delete_seq', 1, false)")
     for workload in ("insert", "update", "delete"):
-        db.run(pgbench_statement(bench.PGBENCH_SCRIPTS[workload]))
+        db.run(pgbench_statement(PGBENCH_SCRIPTS[workload]))
     run_bulk("bulk_update")
     run_bulk("bulk_delete")
     return db.audit_rows()
@@ -82,20 +72,19 @@ def per_record_ops(rows: list[tuple[Any, ...]]) -> dict[Any, list[str]]:
 
 
 def test_floor_writes_the_audit_rows_of_ours(db_url: str) -> None:
-    bench = load_benchmark()
     with connect(db_url) as db:
-        db.run(bench.TABLE_DDL)
+        db.run(TABLE_DDL)
         for statement in install_statements():
             db.run(statement)
-        db.run(bench.FLOOR_SQL.read_text(encoding="utf-8"))
+        db.run(FLOOR_SQL.read_text(encoding="utf-8"))
         db.conn.autocommit = False  # one transaction: now() is the same in both runs
 
-        floor_rows = run_workload(db, bench, floor=True)
+        floor_rows = run_workload(db, floor=True)
         db.run("drop trigger audit_floor_row on public.bench")
         db.run("truncate public.bench")
         db.run("truncate audit.record_version")
         db.run("select audit.enable_tracking('public.bench'::regclass)")
-        ours_rows = run_workload(db, bench, floor=False)
+        ours_rows = run_workload(db, floor=False)
         db.conn.rollback()
 
     # 5 inserted, 1 more inserted, 1 updated, 1 deleted, then 5 updated and 5 deleted.
