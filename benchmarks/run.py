@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 import psycopg2  # noqa: E402
 import psycopg2.extensions  # noqa: E402
 
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres  # noqa: E402
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres  # noqa: E402
 
 VARIANTS = ("untracked", "reference", "ours", "floor")
 DATABASES = {v: f"bench_{v}" for v in VARIANTS}
@@ -892,8 +892,8 @@ def install_layout(conn: psycopg2.extensions.connection, layout: str) -> None:
     if layout == "plain":
         install_ours(conn)
         return
-    from hyper_audit_alembic.layouts import TimescaleOptions
-    from hyper_audit_alembic.layouts import install_statements as layout_statements
+    from hyper_audit_alembic.migration.options import TimescaleOptions
+    from hyper_audit_alembic.migration.statements import install_statements as layout_statements
 
     if layout == "partitioned":
         statements = layout_statements(None, {"premake": 0})
@@ -1032,7 +1032,7 @@ def plugin_lists() -> dict[str, list[str]]:
     The package also registers a guard inside ``alembic.autogenerate.*`` that refuses
     flagged models when the plugin is off; "off" excludes it, so it measures Alembic alone.
     """
-    from hyper_audit_alembic import guard
+    from hyper_audit_alembic.migration.compare import guard
 
     off = ["alembic.autogenerate.*"]
     guard_name = getattr(guard, "GUARD_PLUGIN_NAME", None)
@@ -1042,7 +1042,7 @@ def plugin_lists() -> dict[str, list[str]]:
 
 
 def make_autogenerate_project(workdir: Path) -> Path:
-    from hyper_audit_alembic.cli import init_environment
+    from hyper_audit_alembic.templates import init_environment
 
     project = workdir / "autogenerate"
     project.mkdir()

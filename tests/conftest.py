@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from pytest_postgresql import factories
 
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from audit_helpers import snapshot_of
 
-from hyper_audit_alembic.throwaway_postgres import INSTALL_HINT, ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import INSTALL_HINT, ThrowawayPostgres
 
 HISTORY_HEADER = "  id | op       | table         | record   | record (new)"
 HISTORY = [

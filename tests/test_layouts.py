@@ -34,9 +34,9 @@ from audit_helpers import (
     run_online,
 )
 
-from hyper_audit_alembic.layouts import SetAuditPartitioningOp
-from hyper_audit_alembic.ops import AuditOperationError
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.errors import AuditOperationError
+from hyper_audit_alembic.migration.ops import SetAuditPartitioningOp
 
 # --- helpers -----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from alembic_project import TEMPLATE, Project
 
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 TEMPLATE_FILES = ["README", "env.py", "script.py.mako"]
 

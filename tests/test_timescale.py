@@ -32,12 +32,12 @@ from audit_helpers import (
 from test_timescale_ddl import HYPERTABLE_INDEXES
 
 from hyper_audit_alembic import sql
-from hyper_audit_alembic.throwaway_postgres import (
+from hyper_audit_alembic.devtools.throwaway_postgres import (
     FAST_SETTINGS,
-    PostgresNotFound,
     ThrowawayPostgres,
     find_bin_dir,
 )
+from hyper_audit_alembic.errors import PostgresNotFound
 
 
 def _missing_timescaledb() -> str | None:

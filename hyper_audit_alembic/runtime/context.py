@@ -35,6 +35,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, scoped_session
 
+from ..adapters import isolation_level_on_connect
+
 __all__ = ["ACTOR_SETTING", "CONTEXT_SETTING", "audit_context"]
 
 _ASYNCIO_MODULE = "sqlalchemy.ext.asyncio"
@@ -81,7 +83,7 @@ def _refuse_autocommit(bind: Connection | Engine) -> None:
     """No context in AUTOCOMMIT mode (the isolation level SQLAlchemy applies)."""
     level = bind.get_execution_options().get("isolation_level")
     if level is None:
-        level = getattr(bind.dialect, "_on_connect_isolation_level", None)
+        level = isolation_level_on_connect(bind.dialect)
     if level == "AUTOCOMMIT":
         raise ValueError(
             "audit_context: the connection is in AUTOCOMMIT mode, where each statement is a "
