@@ -377,6 +377,19 @@ class AlterLayoutOp(MigrateOperation):
         }
         return type(self)(back, again)
 
+    def arguments(self) -> list[str]:
+        """The keyword arguments as a migration writes them: the new values given, then
+        the existing ones known."""
+        args = [
+            f"{name}={self.new[name]!r}" for name in self.names if self.new[name] is not UNCHANGED
+        ]
+        args += [
+            f"existing_{name}={self.existing[name]!r}"
+            for name in self.names
+            if self.existing[name] is not UNCHANGED
+        ]
+        return args
+
     def to_diff_tuple(self) -> tuple[Any, ...]:
         return (
             self.caller.removeprefix("op."),
@@ -538,6 +551,10 @@ class ConvertAuditToHypertableOp(MigrateOperation):
 
     def statements(self) -> list[str]:
         return statements.convert_to_hypertable_statements(self.caller, self.options)
+
+    def arguments(self) -> list[str]:
+        """The keyword arguments as a migration writes them: the options given."""
+        return [f"{name}={value!r}" for name, value in self.options.given().items()]
 
     def reverse(self) -> MigrateOperation:
         raise NotImplementedError(

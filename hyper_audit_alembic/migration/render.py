@@ -7,9 +7,7 @@ as a person would write them (and as tests/golden/ pins them).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from .options import UNCHANGED
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -72,27 +70,13 @@ def render_alter_tracking(autogen_context: AutogenContext, op: AlterTrackingOp) 
     return directive_call(autogen_context, "alter_tracking", *args)
 
 
-def _changes(names: list[str], new: dict[str, Any], existing: dict[str, Any]) -> list[str]:
-    """Keyword arguments as rendered: the new values, then the existing ones."""
-    args = [f"{name}={new[name]!r}" for name in names if new[name] is not UNCHANGED]
-    args += [
-        f"existing_{name}={existing[name]!r}" for name in names if existing[name] is not UNCHANGED
-    ]
-    return args
-
-
 def render_alter_layout(autogen_context: AutogenContext, op: AlterLayoutOp) -> str:
     """op.set_audit_timescale_policy() / op.set_audit_partitioning()."""
-    return directive_call(
-        autogen_context,
-        op.caller.removeprefix("op."),
-        *_changes(op.names, op.new, op.existing),
-    )
+    return directive_call(autogen_context, op.caller.removeprefix("op."), *op.arguments())
 
 
 def render_convert(autogen_context: AutogenContext, op: ConvertAuditToHypertableOp) -> str:
-    args = [f"{name}={value!r}" for name, value in op.options.given().items()]
-    return directive_call(autogen_context, "convert_audit_to_hypertable", *args)
+    return directive_call(autogen_context, "convert_audit_to_hypertable", *op.arguments())
 
 
 def render_version_change(

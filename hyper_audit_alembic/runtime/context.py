@@ -15,7 +15,7 @@ connection never carries them into the next transaction, and PgBouncer's transac
 pooling is fine (whatever server connection a transaction gets, the values travel in it).
 
 Without a context, the audit rows record the database role the session acts as (see
-sql/upgrade_to_2.sql). Other languages and raw SQL set the same settings::
+sql/steps/2.sql). Other languages and raw SQL set the same settings::
 
     select set_config('hyper_audit.actor', 'user:42', true),
            set_config('hyper_audit.context', '{"request_id": "r-1"}', true);
