@@ -19,7 +19,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 BIN = Path(sys.executable).parent
 

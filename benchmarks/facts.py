@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from benchmarks.server import connect, scalar
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
 

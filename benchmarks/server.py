@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg2  # type: ignore[import-untyped]
 
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 #: A psycopg2 connection (psycopg2 ships no type hints).
 Connection = Any

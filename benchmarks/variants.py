@@ -24,7 +24,7 @@ import psycopg2  # type: ignore[import-untyped]
 
 from benchmarks.results import BenchmarkError
 from benchmarks.server import Connection, connect, execute, recreate_database
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_SQL = HERE / "reference_design.sql"

@@ -1,7 +1,19 @@
-"""hyper_audit_alembic: a PostgreSQL audit trail managed by Alembic migrations."""
+"""hyper_audit_alembic: a PostgreSQL audit trail managed by Alembic migrations.
 
-from .context import audit_context
-from .history import (
+The public runtime API, re-exported (an application imports it from here, without
+Alembic). The layout of the package:
+
+- ``plugin`` (the Alembic entry point: registration), ``op`` (+ ``op.pyi``);
+- ``migration/``: the operations, their SQL, renderers, comparators, catalog reads,
+  option checks, the model flag;
+- ``runtime/``: the history API and ``audit_context``;
+- ``sql/``: the audit schema as SQL files; ``sqltext``: quoting;
+- ``devtools/``: the throwaway server and the demo; ``cli``: the command line;
+- ``templates``, ``urls``, ``errors``, ``adapters`` (private APIs of other libraries).
+"""
+
+from .runtime.context import audit_context
+from .runtime.history import (
     RecordVersion,
     as_of,
     context_history,

@@ -1,6 +1,8 @@
-"""``python -m hyper_audit_alembic init | demo | history``.
+"""The command line: ``python -m hyper_audit_alembic init | demo | history``.
 
-Also installed as the ``hyper-audit-alembic`` script.
+Also installed as the ``hyper-audit-alembic`` script. Each command is a thin layer over
+the package (templates, the demo, the history API); this module only parses arguments and
+turns every failure into one line on stderr. Nothing imports it but ``__main__``.
 """
 
 from __future__ import annotations
@@ -9,34 +11,17 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from alembic import command
-from alembic.config import Config
 from alembic.util import CommandError
 
-from .templates import SIDECAR_TEMPLATE_NAME, TEMPLATE_NAME, template_dir
+from .templates import init_environment
 from .urls import connect, postgresql_url, where
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from .history import _Target
-
-
-def init_environment(
-    directory: str, config_file: str = "alembic.ini", *, sidecar: bool = False
-) -> Path:
-    """Write alembic.ini and a plugin-wired migration environment, like ``alembic init``.
-
-    ``sidecar``: an environment that manages only the audit trail, beside an application
-    whose schema another tool owns (its own version table, the app's tables left alone).
-    """
-    config = Config(config_file)
-    name = SIDECAR_TEMPLATE_NAME if sidecar else TEMPLATE_NAME
-    command.init(config, directory, template=str(template_dir(name)))
-    return Path(config_file)
+    from .runtime.history import ResolvedTable
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -59,7 +44,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .devtools.demo import run_demo
 
     return run_demo(url=args.url, keep=args.keep)
 
@@ -79,7 +64,7 @@ def _history(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
     from sqlalchemy.orm import Session
 
-    from .history import _lookup, parse_table_name, render_versions, version_as_json
+    from .runtime.history import lookup_record, parse_table_name, render_versions, version_as_json
 
     if not args.url:
         raise CommandError(
@@ -104,7 +89,7 @@ def _history(args: argparse.Namespace) -> int:
                     "the audit trail in this database is older than audit schema "
                     "version 2: upgrade it (op.upgrade_audit() in a migration) to read it here"
                 )
-            target, versions = _lookup(session, args.table, tuple(args.key), read_as_sql=True)
+            target, versions = lookup_record(session, args.table, tuple(args.key), read_as_sql=True)
             if not versions:
                 _explain_no_rows(session, args.table, schema, target)
     except sa.exc.DBAPIError as error:
@@ -135,7 +120,9 @@ select exists (
 """
 
 
-def _explain_no_rows(session: Session, shown: str, schema: str | None, target: _Target) -> None:
+def _explain_no_rows(
+    session: Session, shown: str, schema: str | None, target: ResolvedTable
+) -> None:
     """Raise for a table that does not exist, or is not tracked and has no audit rows.
 
     A table with audit rows (tracked now or before) is not an error: the record simply
@@ -143,7 +130,7 @@ def _explain_no_rows(session: Session, shown: str, schema: str | None, target: _
     """
     import sqlalchemy as sa
 
-    from .history import RecordVersion
+    from .runtime.history import RecordVersion
 
     has_rows = target.oids and session.scalar(
         sa.select(sa.literal(True)).select_from(RecordVersion).where(target.row_filter()).limit(1)
@@ -166,7 +153,7 @@ def error_line(error: BaseException) -> str:
     """A failure as one line: what went wrong and, where we know it, what to do."""
     import sqlalchemy as sa
 
-    from .throwaway_postgres import PostgresNotFound
+    from .errors import PostgresNotFound
 
     if isinstance(error, (CommandError, PostgresNotFound, ValueError, TypeError)):
         text = str(error)

@@ -23,9 +23,9 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from psycopg2 import sql as pgsql
 
-import hyper_audit_alembic.ops  # noqa: F401  (registers op.install_audit & co.)
-from hyper_audit_alembic.quoting import qualified_name
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+import hyper_audit_alembic.migration.ops  # noqa: F401  (registers op.install_audit & co.)
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.sqltext import qualified_name
 
 NAMESPACE = uuid.UUID("fd62bc3d-8d6e-43c2-919c-802ba3762271")
 

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from pytest_postgresql import factories
 from timescale_helpers import fresh_database, timescale_server
 
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 #: The fixtures that start a PostgreSQL server (or hand out a database on one); a test
 #: whose fixture closure holds any of them needs a server, and is marked ``pg``.

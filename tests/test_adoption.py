@@ -44,9 +44,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from timescale_helpers import fresh_database
 
 from hyper_audit_alembic import history, sql
-from hyper_audit_alembic.lifecycle import UNADOPT_REFUSAL, AdoptAuditOp, UnadoptAuditOp
-from hyper_audit_alembic.ops import AuditOperationError
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.errors import AuditOperationError
+from hyper_audit_alembic.migration.ops import UNADOPT_REFUSAL, AdoptAuditOp, UnadoptAuditOp
 
 # The reference design as the original installs it: benchmarks/reference_design.sql (written
 # from the behaviour reference, AUDIT_BEHAVIOUR.md) in schema audit instead of audit_reference.

@@ -30,7 +30,7 @@ from audit_helpers import (
     run_online,
 )
 
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres, find_bin_dir
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres, find_bin_dir
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from audit_helpers import run_online
 from sqlalchemy.orm import Session
 
 from hyper_audit_alembic import context_history, transaction_history
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 EXPECTED_URL = "expected postgresql://user:password@host:port/dbname"
 

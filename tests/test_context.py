@@ -27,7 +27,7 @@ from hyper_audit_alembic import (
     transaction_history,
 )
 from hyper_audit_alembic.cli import main
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 ROLE = "postgres"  # the role the tests log in as
 

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from audit_helpers import snapshot_of
 
-from hyper_audit_alembic.throwaway_postgres import INSTALL_HINT, ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import INSTALL_HINT, ThrowawayPostgres
 
 # The demo runs in a fresh interpreter and starts its own server (or says it cannot).
 pytestmark = pytest.mark.pg

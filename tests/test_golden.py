@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from audit_helpers import offline_sql
 
-from hyper_audit_alembic import ops as audit_ops
+from hyper_audit_alembic.migration import ops as audit_ops
 
 GOLDEN = Path(__file__).parent / "golden"
 REGENERATE = os.environ.get("HYPER_AUDIT_REGENERATE_GOLDEN") == "1"

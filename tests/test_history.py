@@ -23,9 +23,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from hyper_audit_alembic import RecordVersion, as_of, history, record_id, sql, table_history
 from hyper_audit_alembic.cli import main
-from hyper_audit_alembic.history import Operation, key_text, parse_table_name
-from hyper_audit_alembic.quoting import qualified_name
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.runtime.history import Operation, key_text, parse_table_name
+from hyper_audit_alembic.sqltext import qualified_name
 
 T0 = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.timezone.utc)
 

@@ -37,9 +37,9 @@ from audit_helpers import (
     track_account,
 )
 
-from hyper_audit_alembic.layouts import SetAuditPartitioningOp
-from hyper_audit_alembic.ops import AuditOperationError
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.errors import AuditOperationError
+from hyper_audit_alembic.migration.ops import SetAuditPartitioningOp
 
 # --- helpers -----------------------------------------------------------------------------
 

@@ -32,9 +32,9 @@ from audit_helpers import (
 )
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from hyper_audit_alembic import ops as audit_ops
 from hyper_audit_alembic import sql as audit_sql
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.migration import ops as audit_ops
 
 
 @pytest.fixture

@@ -24,8 +24,10 @@ from audit_helpers import Db, apply_sql, connect, offline_sql, record_id, run_on
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from hyper_audit_alembic import sql
-from hyper_audit_alembic.catalog import TrackingOptions, read_audit_state
-from hyper_audit_alembic.ops import AlterTrackingOp, AuditOperationError, EnableTrackingOp
+from hyper_audit_alembic.errors import AuditOperationError
+from hyper_audit_alembic.migration.catalog import read_audit_state
+from hyper_audit_alembic.migration.ops import AlterTrackingOp, EnableTrackingOp
+from hyper_audit_alembic.migration.options import TrackingOptions
 
 TABLES = """
 create table plain (id int primary key, v text, token text);

@@ -35,9 +35,9 @@ from audit_helpers import (
 )
 from sqlalchemy.orm import Session
 
-from hyper_audit_alembic.history import history
-from hyper_audit_alembic.quoting import qualified_name
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.runtime.history import history
+from hyper_audit_alembic.sqltext import qualified_name
 
 
 def raw_connect(url: str) -> Any:

@@ -30,8 +30,8 @@ from audit_helpers import (
 from psycopg2 import sql as pgsql
 from sqlalchemy.orm import Session
 
-from hyper_audit_alembic.history import history
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.runtime.history import history
 
 ROOT = Path(__file__).resolve().parents[1]
 SECURITY_PAGE = ROOT / "docs" / "security-model.md"

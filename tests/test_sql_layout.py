@@ -12,8 +12,8 @@ import pytest
 from audit_helpers import NAMESPACE, RELEASED_SHA256, connect, run_online
 
 from hyper_audit_alembic import sql
-from hyper_audit_alembic.history import RECORD_ID_NAMESPACE
-from hyper_audit_alembic.layouts import MANAGED_INDEXES
+from hyper_audit_alembic.migration.statements import MANAGED_INDEXES
+from hyper_audit_alembic.runtime.history import RECORD_ID_NAMESPACE
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from alembic_project import TEMPLATE, Project
 
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 # `alembic init` and the console script run in fresh interpreters: slow, so in the pg set.
 pytestmark = pytest.mark.pg

@@ -29,7 +29,7 @@ from audit_helpers import (
 from timescale_helpers import HYPERTABLE_INDEXES, fresh_database, record_version_indexes
 
 from hyper_audit_alembic import sql
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 
 @pytest.fixture

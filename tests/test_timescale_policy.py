@@ -36,9 +36,9 @@ from audit_helpers import (
 from timescale_helpers import fresh_database, record_version_indexes
 
 from hyper_audit_alembic import sql
-from hyper_audit_alembic.layouts import SetAuditTimescalePolicyOp
-from hyper_audit_alembic.ops import AuditOperationError
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.errors import AuditOperationError
+from hyper_audit_alembic.migration.ops import SetAuditTimescalePolicyOp
 
 ALL = {"chunk_interval": "1 day", "compress_after": "30 days", "retention": "5 years"}
 

@@ -34,8 +34,9 @@ import sqlalchemy as sa
 from audit_helpers import Db, connect, record_id, run_online
 
 from hyper_audit_alembic import record_id as package_record_id
-from hyper_audit_alembic.catalog import TrackingOptions, read_audit_state
-from hyper_audit_alembic.throwaway_postgres import FAST_SETTINGS, ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import FAST_SETTINGS, ThrowawayPostgres
+from hyper_audit_alembic.migration.catalog import read_audit_state
+from hyper_audit_alembic.migration.options import TrackingOptions
 
 MakeRole = Callable[[], str]
 

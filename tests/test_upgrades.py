@@ -38,9 +38,9 @@ from audit_helpers import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from hyper_audit_alembic import history, sql
-from hyper_audit_alembic.lifecycle import DowngradeAuditOp, UpgradeAuditOp
-from hyper_audit_alembic.ops import AuditOperationError
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.errors import AuditOperationError
+from hyper_audit_alembic.migration.ops import DowngradeAuditOp, UpgradeAuditOp
 
 #: Every released audit schema version older than the current one.
 RELEASED = [version for version in sql.RELEASED_VERSIONS if version < sql.SCHEMA_VERSION]

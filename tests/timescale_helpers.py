@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from audit_helpers import Db, apply_sql
 
-from hyper_audit_alembic.throwaway_postgres import (
+from hyper_audit_alembic.devtools.throwaway_postgres import (
     FAST_SETTINGS,
-    PostgresNotFound,
     ThrowawayPostgres,
     find_bin_dir,
 )
+from hyper_audit_alembic.errors import PostgresNotFound
 
 #: Audit schema version 2's index of transaction ids (steps/2.sql), on every layout: not
 #: unique, so create_hypertable keeps it (on each chunk); lookups by transaction need no ts.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks.results import Results
 from benchmarks.server import Connection
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 
 @dataclass

@@ -27,7 +27,7 @@ from benchmarks.results import BenchmarkError, Results, log, timed
 from benchmarks.server import connect, drop_database, execute, recreate_database
 from benchmarks.variants import install_ours
 from benchmarks.workloads import Run, Workload
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_MODULE = "benchmarks.workloads.autogenerate"  # this module, run as the child
@@ -80,7 +80,7 @@ def plugin_lists() -> dict[str, list[str]]:
     The package also registers a guard inside ``alembic.autogenerate.*`` that refuses
     flagged models when the plugin is off; "off" excludes it, so it measures Alembic alone.
     """
-    from hyper_audit_alembic import guard
+    from hyper_audit_alembic.migration.compare import guard
 
     off = ["alembic.autogenerate.*"]
     guard_name = getattr(guard, "GUARD_PLUGIN_NAME", None)
@@ -90,7 +90,7 @@ def plugin_lists() -> dict[str, list[str]]:
 
 
 def make_autogenerate_project(workdir: Path) -> Path:
-    from hyper_audit_alembic.cli import init_environment
+    from hyper_audit_alembic.templates import init_environment
 
     project = workdir / "autogenerate"
     project.mkdir()

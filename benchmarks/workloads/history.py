@@ -32,7 +32,7 @@ from benchmarks.server import (
 )
 from benchmarks.variants import install_ours
 from benchmarks.workloads import Run, Workload
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 HISTORY_DB = "bench_history"
 HISTORY_ROWS = 1_000_000
@@ -131,8 +131,8 @@ def install_layout(conn: Connection, layout: str) -> None:
     if layout == "plain":
         install_ours(conn)
         return
-    from hyper_audit_alembic.layouts import TimescaleOptions
-    from hyper_audit_alembic.layouts import install_statements as layout_statements
+    from hyper_audit_alembic.migration.options import TimescaleOptions
+    from hyper_audit_alembic.migration.statements import install_statements as layout_statements
 
     if layout == "partitioned":
         statements = layout_statements(None, {"premake": 0})

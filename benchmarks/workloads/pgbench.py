@@ -18,7 +18,7 @@ from benchmarks.results import BenchmarkError, Results, log, timed
 from benchmarks.server import Connection, scalar
 from benchmarks.variants import AUDIT_TABLE, DATABASES, VARIANTS, audit_count, reset_table, rotated
 from benchmarks.workloads import Run, Workload
-from hyper_audit_alembic.throwaway_postgres import ThrowawayPostgres
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 UPDATE_TABLE_ROWS = 100_000
 DELETE_ROWS_PER_SECOND = 40_000  # rows prefilled per second of a DELETE run (per run)

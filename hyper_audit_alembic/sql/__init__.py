@@ -24,15 +24,16 @@ Values chosen at op time go into templates (:func:`filled`), quoted by SQLAlchem
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 from sqlparse import engine
 from sqlparse import tokens as token_types
 from sqlparse.sql import Token
 
-from ..quoting import string_literal
+from ..sqltext import string_literal
 
 #: The audit schema version this release installs (the last of ``steps/``).
 SCHEMA_VERSION = 3
@@ -130,7 +131,7 @@ def upgrade_statements(from_version: int, to_version: int) -> list[str]:
 
     The steps after ``from_version``, then the current functions.
     """
-    _check_versions(from_version, to_version, to_version >= from_version, "upgrade")
+    _check_versions(from_version, to_version, "upgrade")
     if from_version == to_version:
         return []
     if to_version != SCHEMA_VERSION:
@@ -145,7 +146,7 @@ def downgrade_statements(from_version: int, to_version: int) -> list[str]:
     The downgrade steps, then ``released/<to_version>.sql`` (idempotent), which restores
     that version's function definitions and records its number.
     """
-    _check_versions(from_version, to_version, to_version <= from_version, "downgrade")
+    _check_versions(from_version, to_version, "downgrade")
     if from_version == to_version:
         return []
     return [*_down_steps(from_version, to_version), *released_statements(to_version)]
@@ -177,22 +178,52 @@ def _guard(direction: str, target: int, expected: int) -> str:
     return filled("version_guard", {"direction": direction, "target": target, "expected": expected})
 
 
-def _check_versions(from_version: int, to_version: int, ordered: bool, what: str) -> None:
-    for version in (from_version, to_version):
-        if (
-            isinstance(version, bool)
-            or not isinstance(version, int)
-            or not 1 <= version <= SCHEMA_VERSION
-        ):
-            raise ValueError(
-                f"audit schema {what}: versions go from 1 to {SCHEMA_VERSION}, not {version!r}"
-            )
-    if not ordered:
-        other = "a downgrade" if what == "upgrade" else "an upgrade"
+@dataclass(frozen=True)
+class VersionProblem:
+    """What is wrong with a change of audit schema version: the one check of version
+    numbers, which the SQL functions here and the ``op.upgrade_audit()`` /
+    ``op.downgrade_audit()`` operations share (each words the problem for its caller)."""
+
+    #: 'not_int': a version is not an int; 'unknown': not a version this release knows;
+    #: 'order': the versions go the other way.
+    kind: Literal["not_int", "unknown", "order"]
+    #: The argument at fault ('from_version' or 'to_version'), its value.
+    name: str = ""
+    value: object = None
+
+
+def version_problem(
+    from_version: object, to_version: object, *, upward: bool, same_allowed: bool
+) -> VersionProblem | None:
+    """None when going from ``from_version`` to ``to_version`` is a change of version this
+    release has SQL for, in the direction ``upward`` says (equal versions only when
+    ``same_allowed``); else the first problem found."""
+    for name, version in (("from_version", from_version), ("to_version", to_version)):
+        if isinstance(version, bool) or not isinstance(version, int):
+            return VersionProblem("not_int", name, version)
+        if not 1 <= version <= SCHEMA_VERSION:
+            return VersionProblem("unknown", name, version)
+    assert isinstance(from_version, int) and isinstance(to_version, int)
+    if from_version == to_version:
+        return None if same_allowed else VersionProblem("order")
+    if (to_version > from_version) != upward:
+        return VersionProblem("order")
+    return None
+
+
+def _check_versions(from_version: int, to_version: int, what: str) -> None:
+    problem = version_problem(from_version, to_version, upward=what == "upgrade", same_allowed=True)
+    if problem is None:
+        return
+    if problem.kind != "order":
         raise ValueError(
-            f"audit schema {what}: cannot go from version {from_version} to {to_version}; "
-            f"that is {other}"
+            f"audit schema {what}: versions go from 1 to {SCHEMA_VERSION}, not {problem.value!r}"
         )
+    other = "a downgrade" if what == "upgrade" else "an upgrade"
+    raise ValueError(
+        f"audit schema {what}: cannot go from version {from_version} to {to_version}; "
+        f"that is {other}"
+    )
 
 
 # -- splitting -------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """A throwaway PostgreSQL server for the demo, the tests and the benchmark.
 
+Shipped with the package (not a test helper): ``python -m hyper_audit_alembic demo`` runs
+on one when no ``--url`` is given.
+
 PostgreSQL refuses to run as root, so when we are root the server runs as the
 ``postgres`` user (Debian's packages create it) or, failing that, ``nobody``; its
 files live in a fresh temporary directory that user owns.
@@ -18,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import PostgresNotFound
+
 INSTALL_HINT = (
     "No PostgreSQL server binaries (initdb, pg_ctl) were found. Install PostgreSQL 15 "
     "or newer with its contrib extensions (Debian/Ubuntu: "
@@ -31,10 +36,6 @@ FAST_SETTINGS: Mapping[str, str] = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
 }
-
-
-class PostgresNotFound(RuntimeError):
-    """No PostgreSQL server binaries on this machine."""
 
 
 def find_bin_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Which tables the user flagged for auditing.
+"""Which tables the user flagged for auditing, and with which options.
 
 A declarative class flags its table with ``__audited__ = True`` (inherited from mixins
 and abstract bases, switched off again with ``__audited__ = False``); a Core table with
@@ -10,22 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from alembic.util import CommandError
 from sqlalchemy import Table
 from sqlalchemy.orm import Mapper
 
-from .catalog import NO_OPTIONS, TrackingOptions
+from ..adapters import all_mappers
+from .options import NO_OPTIONS, TrackingOptions, flag_tracking_options
 
 FLAG_ATTRIBUTE = "__audited__"
 INFO_KEY = "audited"
-
-
-def _all_mappers() -> Iterable[Mapper[object]]:
-    # SQLAlchemy keeps every registry in a weak set; this is the one place that reads it.
-    from sqlalchemy.orm import mapperlib
-
-    for registry in mapperlib._all_registries():
-        yield from registry.mappers
 
 
 def owning_mappers(tables: Iterable[Table]) -> dict[Table, Mapper[object]]:
@@ -35,7 +27,7 @@ def owning_mappers(tables: Iterable[Table]) -> dict[Table, Mapper[object]]:
     """
     wanted = set(tables)
     owners: dict[Table, Mapper[object]] = {}
-    for mapper in _all_mappers():
+    for mapper in all_mappers():
         table = mapper.local_table
         if table not in wanted or table in owners:
             continue
@@ -78,10 +70,7 @@ def _is_on(flag: object) -> bool:
     return isinstance(flag, dict) or bool(flag)
 
 
-OPTION_KEYS = ("exclude", "skip_unchanged", "on_replica")
-
-
-def tracking_options(table: Table, owner: Mapper[object] | None) -> TrackingOptions:
+def flagged_options(table: Table, owner: Mapper[object] | None) -> TrackingOptions:
     """The options the flag asks for: ``{"exclude": [...], "skip_unchanged": True,
     "on_replica": True}``.
 
@@ -92,40 +81,11 @@ def tracking_options(table: Table, owner: Mapper[object] | None) -> TrackingOpti
     found = next((flag for flag in flags if isinstance(flag, dict)), None)
     if found is None:
         return NO_OPTIONS
-    where = f"{describe(table, owner)}: {flagged_by(table, owner)}"
-    unknown = sorted(set(map(str, found)) - set(OPTION_KEYS))
-    if unknown:
-        raise CommandError(
-            f"hyper_audit: {where} has unknown option(s) {', '.join(unknown)}; "
-            f"the options are {', '.join(OPTION_KEYS)}"
-        )
-    exclude = found.get("exclude", ())
-    skip_unchanged = found.get("skip_unchanged", False)
-    on_replica = found.get("on_replica", False)
-    if isinstance(exclude, str) or not all(isinstance(c, str) and c for c in exclude):
-        raise CommandError(
-            f"hyper_audit: {where}: exclude must be a list of column names, not {exclude!r}"
-        )
-    for name, value in (("skip_unchanged", skip_unchanged), ("on_replica", on_replica)):
-        if not isinstance(value, bool):
-            raise CommandError(f"hyper_audit: {where}: {name} must be True or False, not {value!r}")
-    keys = sorted(set(exclude) & {column.name for column in table.primary_key.columns})
-    if keys:
-        raise CommandError(
-            f"hyper_audit: {where} excludes primary-key column(s) {', '.join(keys)}: the audit "
-            f"trail identifies each record by its primary key, so they are always recorded. "
-            f"Remove them from exclude."
-        )
-    missing = sorted(set(exclude) - {column.name for column in table.columns})
-    if missing:
-        raise CommandError(
-            f"hyper_audit: {where} excludes {', '.join(missing)}, which the table does not "
-            f"have (exclude takes column names, as in the database)"
-        )
-    return TrackingOptions(
-        exclude=tuple(sorted(set(exclude))),
-        skip_unchanged=skip_unchanged,
-        on_replica=on_replica,
+    return flag_tracking_options(
+        found,
+        f"{describe(table, owner)}: {flagged_by(table, owner)}",
+        key_columns={column.name for column in table.primary_key.columns},
+        columns={column.name for column in table.columns},
     )
 
 

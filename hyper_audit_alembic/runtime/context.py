@@ -15,7 +15,7 @@ connection never carries them into the next transaction, and PgBouncer's transac
 pooling is fine (whatever server connection a transaction gets, the values travel in it).
 
 Without a context, the audit rows record the database role the session acts as (see
-sql/upgrade_to_2.sql). Other languages and raw SQL set the same settings::
+sql/steps/2.sql). Other languages and raw SQL set the same settings::
 
     select set_config('hyper_audit.actor', 'user:42', true),
            set_config('hyper_audit.context', '{"request_id": "r-1"}', true);
@@ -34,6 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, scoped_session
+
+from ..adapters import isolation_level_on_connect
 
 __all__ = ["ACTOR_SETTING", "CONTEXT_SETTING", "audit_context"]
 
@@ -81,7 +83,7 @@ def _refuse_autocommit(bind: Connection | Engine) -> None:
     """No context in AUTOCOMMIT mode (the isolation level SQLAlchemy applies)."""
     level = bind.get_execution_options().get("isolation_level")
     if level is None:
-        level = getattr(bind.dialect, "_on_connect_isolation_level", None)
+        level = isolation_level_on_connect(bind.dialect)
     if level == "AUTOCOMMIT":
         raise ValueError(
             "audit_context: the connection is in AUTOCOMMIT mode, where each statement is a "

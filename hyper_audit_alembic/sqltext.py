@@ -1,4 +1,10 @@
-"""Names into SQL text, quoted by SQLAlchemy's PostgreSQL preparer, never pasted."""
+"""Names and text into SQL, quoted by SQLAlchemy's PostgreSQL dialect, never pasted.
+
+The one place that turns a Python string into SQL text: the migration side (the
+operations' templates, via :mod:`hyper_audit_alembic.sql`) and the runtime side (the
+history API's row type) both quote through it. The SQL files and their placeholders are
+:mod:`hyper_audit_alembic.sql`'s job.
+"""
 
 from __future__ import annotations
 
@@ -31,4 +37,3 @@ def string_literal(value: str) -> str:
     render = String().literal_processor(_dialect())  # type: ignore[no-untyped-call]
     assert render is not None
     return str(render(value))
-

@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from alembic.util import CommandError
 from sqlalchemy.engine import URL
 
-from .cli import init_environment
-from .context import audit_context
+from ..runtime.context import audit_context
+from ..templates import init_environment
+from ..urls import connect, postgresql_url, url_text, where
 from .throwaway_postgres import ThrowawayPostgres
-from .urls import connect, postgresql_url, url_text, where
 
 MODELS = '''\
 """The sample project's models: an account table and OAuth token tables, audited."""
@@ -406,7 +406,7 @@ def _print_read_side(engine: sa.Engine) -> None:
     """The history API: one record's history, and one request's changes."""
     from sqlalchemy.orm import Session
 
-    from .history import context_history, history, render_versions
+    from ..runtime.history import context_history, history, render_versions
 
     with Session(engine) as session:
         _say('history(session, "account", 1): who changed it, in which request')

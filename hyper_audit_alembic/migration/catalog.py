@@ -1,10 +1,20 @@
-"""The audit state of a database, read in a constant number of catalog queries."""
+"""Every read of a database's audit state, for autogenerate, in a constant number of queries.
+
+What is installed (our audit schema and its version, or the reference design's to adopt),
+which tables are tracked with which key columns and options (:func:`read_audit_state`),
+and the audit table's layout and its options (:func:`read_layout`). The operations never
+read the database (their SQL decides at run time), so these reads are autogenerate's alone.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+from .options import NO_OPTIONS, PARTITION_DEFAULTS, TrackingOptions
 
 #: The comment op.enable_tracking() puts on a table's audit_truncate trigger: tracking that
 #: a migration enabled, as opposed to a hand-written ``select audit.enable_tracking(...)``.
@@ -77,19 +87,6 @@ class AuditState:
         return self.options.get((schema, table_name), NO_OPTIONS)
 
 
-@dataclass(frozen=True)
-class TrackingOptions:
-    """A tracked table's options: the columns left out (sorted), skip_unchanged, and
-    on_replica (row-level ENABLE ALWAYS triggers, so that a subscriber records too)."""
-
-    exclude: tuple[str, ...] = ()
-    skip_unchanged: bool = False
-    on_replica: bool = False
-
-
-NO_OPTIONS = TrackingOptions()
-
-
 def _arguments(tgargs: bytes) -> list[str]:
     return [arg.decode("utf-8") for arg in bytes(tgargs).split(b"\x00")[:-1]]
 
@@ -115,6 +112,7 @@ def _options(tgargs: bytes) -> TrackingOptions:
 
 
 def read_audit_state(connection: Connection) -> AuditState:
+    """What is installed and what is tracked: at most three catalog queries."""
     installed, has_version, extension_schemas, reference = connection.exec_driver_sql(
         _INSTALLED
     ).one()
@@ -141,4 +139,80 @@ def read_audit_state(connection: Connection) -> AuditState:
         reference=bool(reference),
         reference_tracked=frozenset(reference_tracked),
         options=options,
+    )
+
+
+# -- the audit table's layout ----------------------------------------------------------
+
+_LAYOUT = """
+select
+    (select c.relkind::text from pg_catalog.pg_class c
+     where c.oid = pg_catalog.to_regclass('audit.record_version')),
+    (select n.nspname::text from pg_catalog.pg_extension e
+     join pg_catalog.pg_namespace n on n.oid = e.extnamespace where e.extname = 'timescaledb'),
+    pg_catalog.to_regclass('audit.settings') is not null,
+    array(select cast(cast(v as interval) as text) from unnest(cast(:wanted as text[])) v)
+"""
+
+_PARTITION_SETTINGS = """
+select cast(partition_interval as text), premake, cast(retention as text), retention_action
+from audit.settings where layout = 'partitioned'
+"""
+
+_TIMESCALE_POLICY = """
+select
+    exists (
+        select from timescaledb_information.hypertables
+        where hypertable_schema = 'audit' and hypertable_name = 'record_version'
+    ),
+    (select cast(time_interval as text) from timescaledb_information.dimensions
+     where hypertable_schema = 'audit' and hypertable_name = 'record_version'
+        and column_name = 'ts'),
+    (select cast(cast(config ->> 'compress_after' as interval) as text)
+     from timescaledb_information.jobs
+     where proc_name = 'policy_compression'
+        and hypertable_schema = 'audit' and hypertable_name = 'record_version'),
+    (select cast(cast(config ->> 'drop_after' as interval) as text)
+     from timescaledb_information.jobs
+     where proc_name = 'policy_retention'
+        and hypertable_schema = 'audit' and hypertable_name = 'record_version')
+"""
+
+
+@dataclass(frozen=True)
+class LayoutState:
+    """The layout of an installed audit table, as read from the catalog."""
+
+    layout: str  # 'missing', 'plain', 'partitioned', 'hypertable'
+    timescale_installed: bool
+    #: The wanted interval texts in the server's own text form (to compare).
+    normalized: dict[str, str]
+    #: Current values, in the server's text form (intervals) or as stored.
+    current: dict[str, Any]
+
+
+def read_layout(connection: Connection, wanted: list[str]) -> LayoutState:
+    """The audit table's layout and options: at most three catalog queries."""
+    kind, timescale_schema, has_settings, normalized = connection.execute(
+        text(_LAYOUT), {"wanted": wanted}
+    ).one()
+    layout = {None: "missing", "p": "partitioned"}.get(kind, "plain")
+    current: dict[str, Any] = {}
+    if has_settings:
+        row = connection.execute(text(_PARTITION_SETTINGS)).first()
+        if row is not None:
+            current.update(zip(PARTITION_DEFAULTS, row, strict=True))
+    if timescale_schema is not None and layout == "plain":
+        hypertable, *values = connection.execute(text(_TIMESCALE_POLICY)).one()
+        if hypertable:
+            layout = "hypertable"
+            names = ("chunk_interval", "compress_after", "retention")
+            current.update(zip(names, values, strict=True))
+    if layout == "partitioned" and not current:
+        layout = "plain"  # partitioned by hand, not by us: nothing to compare
+    return LayoutState(
+        layout=layout,
+        timescale_installed=timescale_schema is not None,
+        normalized=dict(zip(wanted, normalized, strict=True)),
+        current=current,
     )

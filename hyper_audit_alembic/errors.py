@@ -1,0 +1,55 @@
+"""Every exception class hyper_audit_alembic defines, in one place.
+
+Bad input elsewhere is a ``ValueError`` or ``TypeError`` (the history API, URLs) or
+Alembic's own ``CommandError`` (autogenerate, the command line); these are the two
+situations that have a class of their own:
+
+- :class:`AuditOperationError`: an audit operation (``op.install_audit(...)`` & co.) or
+  an option of one cannot run as asked. It is an Alembic ``CommandError``, so Alembic's
+  command line prints it as one line (``FAILED: ...``) rather than a traceback.
+- :class:`PostgresNotFound`: the developer tools (demo, tests) found no PostgreSQL
+  server binaries to start a throwaway server with.
+
+Why :class:`AuditOperationError` is made on first use: importing alembic runs our
+plugin's ``setup()`` (Alembic loads its ``alembic.plugins`` entry points as it is
+imported), and setup() imports the operations, which use this class. Were this module
+to import alembic at its top, a program whose first import is this module would have
+setup() find it half-made. Nothing here imports alembic until the class is asked for,
+which happens after alembic is whole.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["AuditOperationError", "PostgresNotFound"]
+
+
+class PostgresNotFound(RuntimeError):
+    """No PostgreSQL server binaries were found (``initdb``, ``pg_ctl``)."""
+
+
+if TYPE_CHECKING:
+    from alembic.util import CommandError
+
+    class AuditOperationError(CommandError):
+        """An audit operation cannot run as asked."""
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        """Make :class:`AuditOperationError` the first time it is asked for."""
+        if name != "AuditOperationError":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # Importing alembic may run the plugin's setup(), which asks for this class too
+        # (and so makes it): make it only if that did not.
+        from alembic.util import CommandError
+
+        if "AuditOperationError" not in globals():
+
+            class AuditOperationError(CommandError):
+                """An audit operation cannot run as asked."""
+
+            AuditOperationError.__qualname__ = "AuditOperationError"
+            globals()["AuditOperationError"] = AuditOperationError
+        return globals()["AuditOperationError"]

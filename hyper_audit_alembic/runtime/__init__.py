@@ -1,0 +1,9 @@
+"""What an application imports: reading the audit trail and saying who changed what.
+
+- :mod:`.history`: record ids, one record's history, a table's, a transaction's, as of a
+  time, and the ``RecordVersion`` model of an audit row;
+- :mod:`.context`: ``audit_context()``, the actor and context of a transaction's changes.
+
+Nothing here imports Alembic or the migration side: an application reads its history
+with SQLAlchemy alone.
+"""

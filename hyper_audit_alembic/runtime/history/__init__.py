@@ -1,0 +1,42 @@
+"""The history API: reading the audit trail from an application.
+
+Re-exports the public functions of the modules that do each job:
+
+- :mod:`.record_id`: record ids computed in Python (:func:`record_id`, :func:`key_text`);
+- :mod:`.model`: :class:`RecordVersion`, one audit row;
+- :mod:`.resolve`: which table, with which key columns, under which oids;
+- :mod:`.versions`: the queries (:func:`history`, :func:`as_of`, :func:`table_history`,
+  :func:`transaction_history`, :func:`context_history`, :func:`lookup_record`);
+- :mod:`.format`: an audit row as JSON, a history as a text table.
+"""
+
+from .format import render_versions, version_as_json
+from .model import Operation, RecordVersion
+from .record_id import RECORD_ID_NAMESPACE, key_text, record_id
+from .resolve import ResolvedTable, parse_table_name
+from .versions import (
+    as_of,
+    context_history,
+    history,
+    lookup_record,
+    table_history,
+    transaction_history,
+)
+
+__all__ = [
+    "RECORD_ID_NAMESPACE",
+    "Operation",
+    "RecordVersion",
+    "ResolvedTable",
+    "as_of",
+    "context_history",
+    "history",
+    "key_text",
+    "lookup_record",
+    "parse_table_name",
+    "record_id",
+    "render_versions",
+    "table_history",
+    "transaction_history",
+    "version_as_json",
+]
