@@ -20,6 +20,27 @@ begin
 end
 $$;
 
+-- Version 4: the time machine's functions, and the state that only tracking keeps true
+-- (completeness marks, snapshots in progress). The recorded column changes and the
+-- column names last seen stay with the history.
+drop procedure if exists audit.snapshot(regclass, integer);
+
+drop function if exists audit.snapshot_batch(regclass, integer);
+
+drop function if exists audit.table_as_of(regclass, timestamptz);
+
+drop function if exists audit.current_names(oid, jsonb, bigint);
+
+drop function if exists audit.note_trail_start(regclass);
+
+drop function if exists audit.record_column_changes(regclass);
+
+drop function if exists audit.last_audit_id();
+
+drop table if exists audit.trail_complete_since;
+
+drop table if exists audit.snapshot_progress;
+
 drop event trigger if exists audit_follow_primary_key_changes;
 
 drop function if exists audit.follow_primary_key_changes();
