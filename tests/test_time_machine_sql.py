@@ -16,12 +16,18 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import test_timescale
 from audit_helpers import Db, catalog_snapshot, connect, record_id, run_online
 from test_upgrades import install_released
 
 from hyper_audit_alembic import sql
 
 INCOMPLETE = "HA001"
+
+# The TimescaleDB server's fixtures (skipped where TimescaleDB is missing).
+ts_server = test_timescale.ts_server
+ts_url = test_timescale.ts_url
+ts_engine = test_timescale.ts_engine
 
 
 @pytest.fixture
@@ -604,3 +610,29 @@ def test_partitioned_layout(engine: sa.Engine, db_url: str) -> None:
         assert len(snapshot_rows(db)) == 300
         assert as_of(db, "public.item", now(db)) == table_now(db, "public.item", ("id",))
         assert record_id(oid, "2") not in {rid for rid, *_ in as_of(db, "public.item", now(db))}
+
+
+def test_timescale_layout(ts_engine: sa.Engine, ts_url: str) -> None:
+    """The history as a TimescaleDB hypertable (skipped where TimescaleDB is missing)."""
+    with ts_engine.begin() as connection:
+        connection.exec_driver_sql("create extension if not exists timescaledb")
+    run_online(ts_engine, lambda op: op.install_audit(timescale={"chunk_interval": "1 day"}))
+    with connect(ts_url) as db:
+        assert (
+            db.one(
+                "select count(*) from timescaledb_information.hypertables"
+                " where hypertable_schema = 'audit' and hypertable_name = 'record_version'"
+            )
+            == 1
+        )
+        oid = filled_table(db, 300)
+        db.run("call audit.snapshot('public.item', batch_size => 100)")
+        db.run("delete from item where id = 2")
+        db.run("alter table item rename column v to w")
+        db.run("update item set w = 'changed' where id = 3")
+        assert len(snapshot_rows(db)) == 300
+        rebuilt = as_of(db, "public.item", now(db))
+        assert rebuilt == table_now(db, "public.item", ("id",))
+        assert {rid: rec for rid, rec, _ in rebuilt}[record_id(oid, "4")] == {
+            "id": 4, "w": "v4", "pad": "x" * 200
+        }  # fmt: skip
