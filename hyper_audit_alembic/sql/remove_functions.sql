@@ -21,8 +21,9 @@ end
 $$;
 
 -- Version 4: the time machine's functions, and the state that only tracking keeps true
--- (completeness marks, snapshots in progress). The recorded column changes and the
--- column names last seen stay with the history.
+-- (completeness marks, snapshots in progress, the column names last seen). Recorded
+-- column changes stay with the history (the table goes when it holds none). A rename
+-- made while the audit trail is not installed is not seen, like any change then.
 drop procedure if exists audit.snapshot(regclass, integer);
 
 drop function if exists audit.snapshot_batch(regclass, integer);
@@ -40,6 +41,18 @@ drop function if exists audit.last_audit_id();
 drop table if exists audit.trail_complete_since;
 
 drop table if exists audit.snapshot_progress;
+
+drop table if exists audit.tracked_column;
+
+do $$
+begin
+    if pg_catalog.to_regclass('audit.column_change') is not null
+        and not exists (select from audit.column_change)
+    then
+        drop table audit.column_change;
+    end if;
+end
+$$;
 
 drop event trigger if exists audit_follow_primary_key_changes;
 

@@ -318,7 +318,16 @@ delete from audit.schema_version;
 
 insert into audit.schema_version (version) values (3);
 
-alter type audit.operation add value if not exists 'SNAPSHOT';
+do $$
+begin
+    if not exists (
+        select from pg_catalog.pg_enum e
+        where e.enumtypid = 'audit.operation'::pg_catalog.regtype and e.enumlabel = 'SNAPSHOT'
+    ) then
+        alter type audit.operation add value 'SNAPSHOT';
+    end if;
+end
+$$;
 
 do $$
 begin

@@ -15,7 +15,16 @@
 -- A new label at the end: no rewrite of the history. A fresh install has it already
 -- (steps/1.sql). Added here, it cannot be used before this transaction commits (55P04):
 -- audit.snapshot_batch says so, with the fix.
-alter type audit.operation add value if not exists 'SNAPSHOT';
+do $$
+begin
+    if not exists (
+        select from pg_catalog.pg_enum e
+        where e.enumtypid = 'audit.operation'::pg_catalog.regtype and e.enumlabel = 'SNAPSHOT'
+    ) then
+        alter type audit.operation add value 'SNAPSHOT';
+    end if;
+end
+$$;
 
 -- A SNAPSHOT row has a record and its id, like INSERT and UPDATE. The label is compared as
 -- text, so that this statement does not use the label it may just have added, and a fresh
