@@ -51,6 +51,12 @@ SCRIPTS: dict[str, Callable[[], str]] = {
     "downgrade_3_to_2": lambda: offline_sql(
         lambda op: op.downgrade_audit(from_version=3, to_version=2)
     ),
+    "upgrade_3_to_4": lambda: offline_sql(
+        lambda op: op.upgrade_audit(from_version=3, to_version=4)
+    ),
+    "downgrade_4_to_3": lambda: offline_sql(
+        lambda op: op.downgrade_audit(from_version=4, to_version=3)
+    ),
     "set_audit_partitioning": lambda: offline_sql(
         lambda op: op.set_audit_partitioning(premake=5, retention=None)
     ),

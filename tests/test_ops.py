@@ -378,6 +378,8 @@ def test_sql_files_are_known() -> None:
         "steps/2.down",
         "steps/3",
         "steps/3.down",
+        "steps/4",
+        "steps/4.down",
         "timescale_plan",
         "timescale_policy",
         "track_table",

@@ -421,18 +421,18 @@ def test_downgrade_to_2_refuses_while_a_table_is_tracked_on_replica(
     with engine.begin() as connection:
         connection.exec_driver_sql("insert into account values (1, 'Foo')")
     with pytest.raises(sa.exc.DBAPIError) as error:
-        run_online(engine, lambda op: op.downgrade_audit(from_version=3, to_version=2))
+        run_online(engine, lambda op: op.downgrade_audit(from_version=CURRENT, to_version=2))
     assert error.value.orig.pgcode == "55000"  # type: ignore[union-attr]
     assert error.value.orig.diag.message_primary == (  # type: ignore[union-attr]
         "audit schema downgrade to version 2: tables tracked with on_replica: account"
     )
     with connect(db_url) as db:
-        assert schema_version(db) == 3
+        assert schema_version(db) == CURRENT
     # Without on_replica the downgrade goes through and keeps the row recorded before.
     run_online(
         engine, lambda op: op.alter_tracking("account", existing_on_replica=True)
     )
-    run_online(engine, lambda op: op.downgrade_audit(from_version=3, to_version=2))
+    run_online(engine, lambda op: op.downgrade_audit(from_version=CURRENT, to_version=2))
     with engine.begin() as connection:
         connection.exec_driver_sql("update account set name = 'Bar'")
     with connect(db_url) as db:

@@ -36,9 +36,10 @@ from sqlparse.sql import Token
 from ..sqltext import string_literal
 
 #: The audit schema version this release installs (the last of ``steps/``).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
-#: The versions whose SQL is frozen in ``released/``: installs of them exist.
+#: The versions whose SQL is frozen in ``released/``: installs of them exist. The current
+#: version may be one ahead while it is being developed (it is frozen when released).
 RELEASED_VERSIONS = (1, 2, 3)
 
 #: The files of ``functions/``, in the order they are created (a SQL-language function is
@@ -58,6 +59,9 @@ FUNCTIONS = (
     "key_change_function",
     "tracking_trigger_sql",
     "refuse_squatted_trigger_names",
+    "last_audit_id",
+    "record_column_changes",
+    "note_trail_start",
     "enable_tracking_keys",
     "drop_tracking_triggers",
     "disable_tracking",
@@ -66,6 +70,10 @@ FUNCTIONS = (
     "tracking_options",
     "set_tracking_options",
     "enable_tracking",
+    "snapshot_batch",
+    "snapshot",
+    "current_names",
+    "table_as_of",
 )
 
 

@@ -16,6 +16,10 @@ drop function if exists audit.partitions();
 
 drop table if exists audit.settings;
 
+drop table if exists audit.column_change;
+
+drop table if exists audit.tracked_column;
+
 drop table if exists audit.record_version;
 
 drop type if exists audit.operation;

@@ -2,7 +2,10 @@
 do $$
 begin
     if to_regclass('audit.record_version') is not null then
-        if exists (select from audit.record_version) then
+        if exists (select from audit.record_version)
+            or (to_regclass('audit.column_change') is not null
+                and exists (select from audit.column_change))
+        then
             raise exception using
                 errcode = 'dependent_objects_still_exist',
                 message = 'uninstall_audit: audit.record_version holds recorded history; '

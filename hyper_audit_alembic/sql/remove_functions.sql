@@ -20,6 +20,40 @@ begin
 end
 $$;
 
+-- Version 4: the time machine's functions, and the state that only tracking keeps true
+-- (completeness marks, snapshots in progress, the column names last seen). Recorded
+-- column changes stay with the history (the table goes when it holds none). A rename
+-- made while the audit trail is not installed is not seen, like any change then.
+drop procedure if exists audit.snapshot(regclass, integer);
+
+drop function if exists audit.snapshot_batch(regclass, integer);
+
+drop function if exists audit.table_as_of(regclass, timestamptz);
+
+drop function if exists audit.current_names(oid, jsonb, bigint);
+
+drop function if exists audit.note_trail_start(regclass);
+
+drop function if exists audit.record_column_changes(regclass);
+
+drop function if exists audit.last_audit_id();
+
+drop table if exists audit.trail_complete_since;
+
+drop table if exists audit.snapshot_progress;
+
+drop table if exists audit.tracked_column;
+
+do $$
+begin
+    if pg_catalog.to_regclass('audit.column_change') is not null
+        and not exists (select from audit.column_change)
+    then
+        drop table audit.column_change;
+    end if;
+end
+$$;
+
 drop event trigger if exists audit_follow_primary_key_changes;
 
 drop function if exists audit.follow_primary_key_changes();

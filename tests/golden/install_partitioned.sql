@@ -169,7 +169,11 @@ revoke all on schema audit from public;
 do $$
 begin
     if to_regtype('audit.operation') is null then
-        create type audit.operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
+        -- SNAPSHOT (version 4, steps/4.sql) is a label from the start in a fresh install:
+        -- PostgreSQL refuses a label that ALTER TYPE ... ADD VALUE added until its
+        -- transaction commits, and a new database's first migration may write SNAPSHOT
+        -- rows (op.enable_tracking(..., snapshot=True)) in the transaction of the install.
+        create type audit.operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'SNAPSHOT');
     end if;
 end
 $$;
@@ -334,6 +338,97 @@ comment on table audit.key_change_state is
 delete from audit.schema_version;
 
 insert into audit.schema_version (version) values (3);
+
+do $$
+begin
+    if not exists (
+        select from pg_catalog.pg_enum e
+        where e.enumtypid = 'audit.operation'::pg_catalog.regtype and e.enumlabel = 'SNAPSHOT'
+    ) then
+        alter type audit.operation add value 'SNAPSHOT';
+    end if;
+end
+$$;
+
+do $$
+begin
+    if not exists (
+        select from pg_catalog.pg_constraint k
+        where k.conrelid = 'audit.record_version'::pg_catalog.regclass
+            and k.conname = 'record_version_record_id_when_new'
+            and pg_catalog.strpos(pg_catalog.pg_get_constraintdef(k.oid), 'SNAPSHOT') > 0
+    ) then
+        alter table audit.record_version
+            drop constraint if exists record_version_record_id_when_new,
+            add constraint record_version_record_id_when_new
+                check ((op in ('INSERT', 'UPDATE') or op::text = 'SNAPSHOT') = (record_id is not null)),
+            drop constraint if exists record_version_record_when_new,
+            add constraint record_version_record_when_new
+                check ((op in ('INSERT', 'UPDATE') or op::text = 'SNAPSHOT') = (record is not null));
+    end if;
+end
+$$;
+
+create table if not exists audit.trail_complete_since (
+    table_oid oid primary key,
+    since timestamptz not null,
+    after_id bigint not null,
+    how text not null check (how in ('snapshot', 'empty'))
+);
+
+revoke all on audit.trail_complete_since from public;
+
+create table if not exists audit.snapshot_progress (
+    table_oid oid primary key,
+    start_id bigint not null,
+    started_at timestamptz not null,
+    file_node oid not null,
+    next_page bigint not null,
+    end_page bigint not null,
+    written bigint not null
+);
+
+revoke all on audit.snapshot_progress from public;
+
+create table if not exists audit.tracked_column (
+    table_oid oid not null,
+    attnum smallint not null,
+    name name not null,
+    primary key (table_oid, attnum)
+);
+
+revoke all on audit.tracked_column from public;
+
+create table if not exists audit.column_change (
+    id bigserial primary key,
+    step bigint not null,
+    table_oid oid not null,
+    attnum smallint not null,
+    kind text not null check (kind in ('rename', 'drop')),
+    old_name name not null,
+    new_name name,
+    before_id bigint not null,
+    changed_at timestamptz not null default now(),
+    check ((kind = 'rename') = (new_name is not null))
+);
+
+create index if not exists column_change_table_oid on audit.column_change (table_oid, before_id);
+
+revoke all on audit.column_change from public;
+
+insert into audit.tracked_column (table_oid, attnum, name)
+select a.attrelid, a.attnum, a.attname
+from pg_catalog.pg_attribute a
+where a.attnum > 0 and not a.attisdropped
+    and a.attrelid in (
+        select t.tgrelid from pg_catalog.pg_trigger t
+        where t.tgfoid = pg_catalog.to_regprocedure('audit.record_row_change()')
+    )
+on conflict do nothing;
+
+delete from audit.schema_version;
+
+insert into audit.schema_version (version) values (4);
 
 do $$
 declare
@@ -1068,6 +1163,137 @@ $$;
 
 revoke all on function audit.refuse_squatted_trigger_names(regclass, text[]) from public;
 
+create or replace function audit.last_audit_id()
+returns bigint
+language sql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+    select coalesce(pg_sequence_last_value((
+        select d.refobjid::regclass
+        from pg_attrdef ad
+        join pg_depend d on d.classid = 'pg_attrdef'::regclass and d.objid = ad.oid
+            and d.refclassid = 'pg_class'::regclass
+        join pg_class s on s.oid = d.refobjid and s.relkind = 'S'
+        where ad.adrelid = 'audit.record_version'::regclass
+            and ad.adnum = (
+                select a.attnum from pg_attribute a
+                where a.attrelid = 'audit.record_version'::regclass and a.attname = 'id'
+            )
+        limit 1
+    )), 0)
+$$;
+
+revoke all on function audit.last_audit_id() from public;
+
+create or replace function audit.record_column_changes(target regclass)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    step_id bigint;
+    before bigint;
+begin
+    if not exists (
+        select from audit.tracked_column c where c.table_oid = target
+    ) then
+        insert into audit.tracked_column (table_oid, attnum, name)
+        select target, a.attnum, a.attname from pg_attribute a
+        where a.attrelid = target and a.attnum > 0 and not a.attisdropped;
+        return;
+    end if;
+    if exists (
+        select from audit.tracked_column c
+        left join pg_attribute a on a.attrelid = c.table_oid and a.attnum = c.attnum
+        where c.table_oid = target
+            and (a.attnum is null or a.attisdropped or a.attname <> c.name)
+    ) then
+        step_id := nextval('audit.column_change_id_seq'::regclass);
+        before := audit.last_audit_id();
+        insert into audit.column_change (
+            step, table_oid, attnum, kind, old_name, new_name, before_id
+        )
+        select step_id, c.table_oid, c.attnum,
+            case when a.attnum is null or a.attisdropped then 'drop' else 'rename' end,
+            c.name,
+            case when a.attnum is null or a.attisdropped then null else a.attname end,
+            before
+        from audit.tracked_column c
+        left join pg_attribute a on a.attrelid = c.table_oid and a.attnum = c.attnum
+        where c.table_oid = target
+            and (a.attnum is null or a.attisdropped or a.attname <> c.name)
+        order by c.attnum;
+    elsif not exists (
+        select from pg_attribute a
+        where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+            and not exists (
+                select from audit.tracked_column c
+                where c.table_oid = target and c.attnum = a.attnum
+            )
+    ) then
+        return;  -- as last seen
+    end if;
+    delete from audit.tracked_column c where c.table_oid = target;
+    insert into audit.tracked_column (table_oid, attnum, name)
+    select target, a.attnum, a.attname from pg_attribute a
+    where a.attrelid = target and a.attnum > 0 and not a.attisdropped;
+end
+$$;
+
+revoke all on function audit.record_column_changes(regclass) from public;
+
+create or replace function audit.note_trail_start(target regclass)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+set row_security = off
+as $$
+declare
+    empty boolean;
+begin
+    if not exists (
+        select from pg_trigger t
+        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
+    ) or exists (
+        select from pg_trigger t
+        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
+            and t.tgenabled = 'D'
+    ) then
+        delete from audit.trail_complete_since m where m.table_oid = target;
+        delete from audit.snapshot_progress p where p.table_oid = target;
+        if exists (
+            select from pg_trigger t
+            where t.tgrelid = target and not t.tgisinternal
+                and audit.is_tracking_function(t.tgfoid) and t.tgenabled = 'D'
+        ) then
+            return;
+        end if;
+    end if;
+    if exists (select from audit.trail_complete_since m where m.table_oid = target) then
+        return;
+    end if;
+    begin
+        -- Rows seen without the lock: not empty, and no lock taken.
+        execute 'select not exists (select from only ' || target::text || ')' into empty;
+        if empty then
+            execute 'lock table only ' || target::text || ' in share mode';
+            execute 'select not exists (select from only ' || target::text || ')' into empty;
+        end if;
+    exception when insufficient_privilege then
+        return;
+    end;
+    if empty then
+        insert into audit.trail_complete_since (table_oid, since, after_id, how)
+        values (target, now(), audit.last_audit_id(), 'empty');
+    end if;
+end
+$$;
+
+revoke all on function audit.note_trail_start(regclass) from public;
+
 create or replace function audit.enable_tracking_keys(target regclass, options text[])
 returns void
 language plpgsql
@@ -1110,6 +1336,12 @@ begin
             hint = 'Add a primary key to ' || target::text
                 || ': the audit trail identifies each record by its primary key.';
     end if;
+    -- Version 4: the column renames and drops since the table's columns were last seen
+    -- (this is also the event trigger's way after ALTER TABLE), and whether its trail is
+    -- complete (audit.trail_complete_since): before the triggers are (re)made.
+    perform audit.record_column_changes(target);
+    perform audit.note_trail_start(target);
+
     trigger_args := pkey_cols;
     if cardinality(options) > 0 then
         trigger_args := trigger_args || array[''] || options;
@@ -1348,6 +1580,11 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+    -- Changes go unrecorded from now on: the trail is no longer complete (version 4), and a
+    -- snapshot in progress stops. The column names last seen stay: a rename made while the
+    -- table is not tracked is recorded when it is tracked again.
+    delete from audit.trail_complete_since m where m.table_oid = target;
+    delete from audit.snapshot_progress p where p.table_oid = target;
     if not audit.drop_tracking_triggers(target) then
         raise notice using message = 'audit.disable_tracking: ' || target::text || ' was not tracked';
     end if;
@@ -1661,6 +1898,345 @@ revoke all on function audit.enable_tracking(regclass, text[], boolean, boolean)
 revoke all on function audit.enable_tracking(regclass, text[], boolean) from public;
 
 revoke all on function audit.enable_tracking(regclass) from public;
+
+create or replace function audit.snapshot_batch(
+    target regclass, batch_size integer, out written bigint, out complete boolean
+)
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+set extra_float_digits = 1
+set bytea_output = 'hex'
+set DateStyle = 'ISO, MDY'
+set IntervalStyle = 'postgres'
+set TimeZone = 'UTC'
+set lc_monetary = 'C'
+set row_security = off
+set jit = off
+as $$
+declare
+    acting text := coalesce(nullif(current_setting('role'), 'none'), session_user::text);
+    owner_oid oid;
+    relation_kind "char";
+    schema_name name;
+    relation_name name;
+    node oid;
+    args text[];
+    sep integer;
+    keys text[];
+    excluded text[];
+    progress audit.snapshot_progress;
+    density double precision;
+    upto bigint;
+begin
+    written := 0;
+    complete := false;
+    if target is null then
+        raise exception using
+            errcode = 'null_value_not_allowed',
+            message = 'audit.snapshot: the table must not be null';
+    end if;
+    if batch_size is not null and batch_size < 1 then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.snapshot: batch_size must be 1 or more (or null: the whole table), not '
+                || batch_size;
+    end if;
+    select c.relowner, c.relkind, n.nspname, c.relname, c.relfilenode
+    into owner_oid, relation_kind, schema_name, relation_name, node
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where c.oid = target;
+    if not (pg_has_role(acting::name, owner_oid, 'USAGE')
+            or pg_has_role(acting::name, current_user, 'USAGE')) then
+        raise exception using
+            errcode = 'insufficient_privilege',
+            message = 'audit.snapshot: role ' || quote_ident(acting) || ' does not own table '
+                || target::text,
+            hint = 'Take the snapshot as the owner of ' || target::text
+                || ' or as the role that installed the audit trail.';
+    end if;
+    args := audit.trigger_argument_list((
+        select t.tgargs from pg_trigger t
+        where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
+        order by t.tgname
+        limit 1
+    ));
+    if relation_kind is distinct from 'r' or cardinality(args) = 0 or exists (
+        select from pg_trigger t
+        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
+            and t.tgenabled = 'D'
+    ) then
+        raise exception using
+            errcode = 'object_not_in_prerequisite_state',
+            message = 'audit.snapshot: table ' || target::text || ' is not tracked'
+                || case when cardinality(args) > 0 then ' (its audit triggers are disabled)' else '' end,
+            hint = 'Track it first (op.enable_tracking() in a migration, or '
+                || 'audit.enable_tracking(' || quote_literal(target::text)
+                || ')): the snapshot records its rows, the triggers every change after.';
+    end if;
+    if current_setting('transaction_isolation') <> 'read committed' then
+        raise exception using
+            errcode = 'invalid_transaction_state',
+            message = 'audit.snapshot: run it under READ COMMITTED, not '
+                || upper(current_setting('transaction_isolation')),
+            hint = 'A snapshot taken in an older transaction snapshot could miss changes '
+                || 'committed while it waited for its lock on ' || target::text || '.';
+    end if;
+    -- The label SNAPSHOT, added by an upgrade in this same transaction, cannot be used
+    -- before that transaction commits.
+    begin
+        perform 'SNAPSHOT'::audit.operation;
+    exception when unsafe_new_enum_value_usage then
+        raise exception using
+            errcode = 'HA002',
+            message = 'audit.snapshot: the audit schema was upgraded to version 4 in this '
+                || 'transaction, and PostgreSQL cannot write the new label SNAPSHOT before '
+                || 'that commits',
+            hint = 'Commit the upgrade first: op.upgrade_audit() in a migration of its own, '
+                || 'run by its own alembic upgrade (or with transaction_per_migration=True), '
+                || 'then snapshot ' || target::text || '.';
+    end;
+    if exists (select from audit.trail_complete_since m where m.table_oid = target) then
+        complete := true;
+        return;
+    end if;
+    sep := array_position(args, '');
+    keys := args[1:coalesce(sep - 1, cardinality(args))];
+    excluded := array(
+        select substr(a.arg, 9) from unnest(args[coalesce(sep, cardinality(args)) + 1:]) as a (arg)
+        where left(a.arg, 8) = 'exclude='
+    );
+
+    execute 'lock table only ' || target::text || ' in share row exclusive mode';
+    -- A rewrite (while this call waited for the lock, too) gives the table another file.
+    node := (select c.relfilenode from pg_class c where c.oid = target);
+
+    select * into progress from audit.snapshot_progress p where p.table_oid = target;
+    if not found then
+        progress := row(
+            target, audit.last_audit_id(), now(), node, 0,
+            pg_relation_size(target) / current_setting('block_size')::bigint, 0
+        );
+        insert into audit.snapshot_progress values (progress.*);
+    elsif progress.file_node <> node then
+        progress.file_node := node;
+        progress.next_page := 0;
+        progress.end_page := pg_relation_size(target) / current_setting('block_size')::bigint;
+    end if;
+
+    if batch_size is null then
+        upto := progress.end_page;
+    else
+        density := (
+            select case when c.relpages > 0 and c.reltuples > 0
+                then c.reltuples / c.relpages else 50 end
+            from pg_class c where c.oid = target
+        );
+        upto := least(
+            progress.end_page,
+            progress.next_page + greatest(1, ceil(batch_size / density))::bigint
+        );
+    end if;
+
+    if upto > progress.next_page then
+        execute '
+            insert into audit.record_version (
+                record_id, op, table_oid, table_schema, table_name, record
+            )
+            select s.id, ''SNAPSHOT'', $1, $2, $3, s.rec
+            from (
+                select audit.to_record_id($1, $4, r.rec) as id, r.rec
+                from (
+                    select pg_catalog.to_jsonb(t) operator(pg_catalog.-) $5 as rec
+                    from only ' || target::text || ' as t
+                    where t.ctid >= $6 and t.ctid < $7
+                    offset 0
+                ) as r
+                offset 0
+            ) as s
+            where not exists (
+                select from audit.record_version as v
+                where v.table_oid = $1 and v.record_id = s.id and v.id > $8
+            )'
+        using target::oid, schema_name, relation_name, keys, excluded,
+            ('(' || progress.next_page || ',0)')::tid, ('(' || upto || ',0)')::tid,
+            progress.start_id;
+        get diagnostics written = row_count;
+    end if;
+
+    if upto >= progress.end_page then
+        insert into audit.trail_complete_since (table_oid, since, after_id, how)
+        values (target, now(), progress.start_id, 'snapshot');
+        delete from audit.snapshot_progress p where p.table_oid = target;
+        complete := true;
+    else
+        update audit.snapshot_progress p
+        set file_node = progress.file_node, next_page = upto, end_page = progress.end_page,
+            written = p.written + snapshot_batch.written
+        where p.table_oid = target;
+    end if;
+end
+$$;
+
+revoke all on function audit.snapshot_batch(regclass, integer) from public;
+
+create or replace procedure audit.snapshot(target regclass, batch_size integer default 10000)
+language plpgsql
+as $$
+declare
+    step record;
+begin
+    loop
+        select * into step from audit.snapshot_batch(target, batch_size);
+        commit;
+        exit when step.complete;
+    end loop;
+end
+$$;
+
+revoke all on procedure audit.snapshot(regclass, integer) from public;
+
+create or replace function audit.current_names(
+    table_oid oid, rec jsonb, version_id bigint, out record jsonb, out dropped jsonb
+)
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    step_id bigint;
+    gone jsonb;
+begin
+    record := rec;
+    dropped := null;
+    if rec is null or jsonb_typeof(rec) <> 'object' then
+        return;
+    end if;
+    for step_id in
+        select distinct c.step from audit.column_change c
+        where c.table_oid = current_names.table_oid and c.before_id >= current_names.version_id
+        order by c.step
+    loop
+        select
+            coalesce(jsonb_object_agg(coalesce(c.new_name::text, e.key), e.value)
+                filter (where c.kind is distinct from 'drop'), '{}'),
+            jsonb_object_agg(e.key, e.value) filter (where c.kind = 'drop')
+        into record, gone
+        from jsonb_each(current_names.record) as e (key, value)
+        left join audit.column_change c
+            on c.step = step_id and c.table_oid = current_names.table_oid
+            and c.old_name = e.key;
+        if gone is not null then
+            dropped := coalesce(dropped, '{}') || gone;
+        end if;
+    end loop;
+end
+$$;
+
+revoke all on function audit.current_names(oid, jsonb, bigint) from public;
+
+grant execute on function audit.current_names(oid, jsonb, bigint) to public;
+
+create or replace function audit.table_as_of(target regclass, as_of timestamptz)
+returns table (record_id uuid, version_id bigint, record jsonb, dropped jsonb)
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+set TimeZone = 'UTC'
+set DateStyle = 'ISO, MDY'
+as $$
+#variable_conflict use_column
+declare
+    mark audit.trail_complete_since;
+    truncated bigint;
+    renamed boolean;
+    fix text := 'Take a snapshot: call audit.snapshot(' || quote_literal(target::text)
+        || ') (op.enable_tracking(..., snapshot=True) in a migration); the trail rebuilds '
+        || target::text || ' from its end on.';
+begin
+    if target is null or as_of is null then
+        raise exception using
+            errcode = 'null_value_not_allowed',
+            message = 'audit.table_as_of: the table and the time must not be null';
+    end if;
+    if not exists (
+        select from pg_trigger t
+        where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
+    ) or exists (
+        select from pg_trigger t
+        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
+            and t.tgenabled = 'D'
+    ) then
+        raise exception using
+            errcode = 'HA001',
+            message = 'audit.table_as_of: table ' || target::text || ' is not tracked now, so '
+                || 'its audit trail may have a gap',
+            hint = 'Track it (op.enable_tracking()) and take a snapshot: call audit.snapshot('
+                || quote_literal(target::text) || ').';
+    end if;
+    select * into mark from audit.trail_complete_since m where m.table_oid = target;
+    if not found then
+        raise exception using
+            errcode = 'HA001',
+            message = 'audit.table_as_of: the audit trail of ' || target::text
+                || ' is not complete: it does not record the rows the table held when '
+                || 'tracking began',
+            hint = fix;
+    end if;
+    if as_of < mark.since then
+        raise exception using
+            errcode = 'HA001',
+            message = 'audit.table_as_of: the audit trail of ' || target::text
+                || ' is complete from ' || mark.since || ' on, not at ' || as_of,
+            hint = case mark.how
+                when 'snapshot' then 'Its snapshot finished then: ask for a later time. '
+                else 'It was tracked empty then: ask for a later time. '
+            end || 'Rows from before were not recorded, so an earlier state cannot be rebuilt.';
+    end if;
+
+    select max(v.id) into truncated
+    from audit.record_version v
+    where v.table_oid = target::oid and v.id > mark.after_id and v.ts <= as_of
+        and v.op = 'TRUNCATE';
+    renamed := exists (select from audit.column_change c where c.table_oid = target::oid);
+
+    return query
+    with versions as (
+        select v.id, v.record_id as rid, v.old_record_id as old_rid, v.record as rec
+        from audit.record_version v
+        where v.table_oid = target::oid
+            and v.id > greatest(mark.after_id, coalesce(truncated, 0))
+            and v.ts <= as_of
+    ),
+    effects as (
+        select x.rid, x.id, x.rec from versions x where x.rid is not null
+        union all
+        select x.old_rid, x.id, null from versions x
+        where x.old_rid is not null and x.old_rid is distinct from x.rid
+    ),
+    latest as (
+        select distinct on (e.rid) e.rid, e.id, e.rec
+        from effects e
+        order by e.rid, e.id desc
+    )
+    select l.rid, l.id, n.record, n.dropped
+    from latest l
+    cross join lateral (
+        select c.record, c.dropped from audit.current_names(target::oid, l.rec, l.id) c
+        where renamed
+        union all
+        select l.rec, null::jsonb where not renamed
+    ) as n
+    where l.rec is not null
+    order by l.id;
+end
+$$;
+
+revoke all on function audit.table_as_of(regclass, timestamptz) from public;
+
+grant execute on function audit.table_as_of(regclass, timestamptz) to public;
 
 do $$
 declare

@@ -52,6 +52,12 @@ begin
             hint = 'Add a primary key to ' || target::text
                 || ': the audit trail identifies each record by its primary key.';
     end if;
+    -- Version 4: the column renames and drops since the table's columns were last seen
+    -- (this is also the event trigger's way after ALTER TABLE), and whether its trail is
+    -- complete (audit.trail_complete_since): before the triggers are (re)made.
+    perform audit.record_column_changes(target);
+    perform audit.note_trail_start(target);
+
     trigger_args := pkey_cols;
     if cardinality(options) > 0 then
         trigger_args := trigger_args || array[''] || options;

@@ -15,7 +15,11 @@ revoke all on schema audit from public;
 do $$
 begin
     if to_regtype('audit.operation') is null then
-        create type audit.operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
+        -- SNAPSHOT (version 4, steps/4.sql) is a label from the start in a fresh install:
+        -- PostgreSQL refuses a label that ALTER TYPE ... ADD VALUE added until its
+        -- transaction commits, and a new database's first migration may write SNAPSHOT
+        -- rows (op.enable_tracking(..., snapshot=True)) in the transaction of the install.
+        create type audit.operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'SNAPSHOT');
     end if;
 end
 $$;
