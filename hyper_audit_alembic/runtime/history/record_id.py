@@ -48,8 +48,8 @@ def key_text(value: object) -> str:
     * ``bytes`` (bytea): ``\\x`` and lowercase hex.
 
     Any other key type (real, interval, arrays, ...) can be passed as the exact text
-    PostgreSQL produces for it under the canonical settings (docs/behaviour.md, "Canonical values and record ids"),
-    as a ``str``.
+    PostgreSQL produces for it under the canonical settings (docs/behaviour.md,
+    "Canonical values and record ids"), as a ``str``.
     """
     if isinstance(value, enum.Enum):
         raise TypeError(
