@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import test_timescale
 from audit_helpers import Db, catalog_snapshot, connect, record_id, run_online
 from test_upgrades import install_released
 
@@ -25,9 +24,6 @@ from hyper_audit_alembic import sql
 INCOMPLETE = "HA001"
 
 # The TimescaleDB server's fixtures (skipped where TimescaleDB is missing).
-ts_server = test_timescale.ts_server
-ts_url = test_timescale.ts_url
-ts_engine = test_timescale.ts_engine
 
 
 @pytest.fixture
