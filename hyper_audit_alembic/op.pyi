@@ -3,11 +3,11 @@
 # change the classmethod of the operation, then run `python tools/write_pyi.py`.
 from collections.abc import Iterable, Mapping
 from types import EllipsisType
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from alembic.op import *  # noqa: F403
 
-from hyper_audit_alembic.migration.options import IntervalOption
+IntervalOption: TypeAlias = str | EllipsisType | None
 
 def install_audit(
     *,

@@ -11,6 +11,7 @@ Usage: ``python tools/write_pyi.py`` (writes the file), ``--stdout`` (prints it)
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import sys
@@ -36,6 +37,13 @@ IMPORTS = {
     "Iterable": "collections.abc",
     "Mapping": "collections.abc",
     "EllipsisType": "types",
+    "TypeAlias": "typing",
+}
+#: Type aliases of ours that annotations use, written out in the stub (with the module
+#: that defines them): the stub imports nothing of ours, so type-checking a migration
+#: never reads the package itself, whose dependencies may carry no type information
+#: (sqlparse 0.5.0 has no py.typed: mypy would report it in the user's run).
+ALIASES = {
     "IntervalOption": "hyper_audit_alembic.migration.options",
 }
 BUILTINS = {"str", "int", "bool", "None", "float", "dict", "list", "tuple", "type"}
@@ -109,18 +117,23 @@ def stub_text() -> str:
         text, names = function_stub(directive)
         functions.append(text)
         used |= names
+    aliases: list[str] = []
+    for name in sorted(used & set(ALIASES)):
+        value = getattr(importlib.import_module(ALIASES[name]), name)
+        if not isinstance(value, str):
+            raise SystemExit(f"tools/write_pyi.py: {name} must be a string TypeAlias")
+        aliases.append(f"{name}: TypeAlias = {value}\n")
+        used = (used - {name}) | _names(value) | {"TypeAlias"}
     unknown = sorted(used - BUILTINS - set(IMPORTS))
     if unknown:
         raise SystemExit(f"tools/write_pyi.py: add to IMPORTS where {', '.join(unknown)} come from")
     by_module: dict[str, list[str]] = {}
     for name in sorted(used - BUILTINS):
         by_module.setdefault(IMPORTS[name], []).append(name)
-    stdlib = sorted(m for m in by_module if not m.startswith("hyper_audit_alembic"))
-    ours = sorted(m for m in by_module if m.startswith("hyper_audit_alembic"))
-    imports = "".join(f"from {m} import {', '.join(by_module[m])}\n" for m in stdlib)
+    imports = "".join(f"from {m} import {', '.join(by_module[m])}\n" for m in sorted(by_module))
     imports += "\nfrom alembic.op import *  # noqa: F403\n"
-    if ours:
-        imports += "\n" + "".join(f"from {m} import {', '.join(by_module[m])}\n" for m in ours)
+    if aliases:
+        imports += "\n" + "".join(aliases)
     return HEADER + imports + "\n" + "\n".join(functions)
 
 

@@ -80,12 +80,9 @@ def plugin_lists() -> dict[str, list[str]]:
     The package also registers a guard inside ``alembic.autogenerate.*`` that refuses
     flagged models when the plugin is off; "off" excludes it, so it measures Alembic alone.
     """
-    from hyper_audit_alembic.migration.compare import guard
+    from hyper_audit_alembic.migration.compare.guard import GUARD_PLUGIN_NAME
 
-    off = ["alembic.autogenerate.*"]
-    guard_name = getattr(guard, "GUARD_PLUGIN_NAME", None)
-    if guard_name:
-        off.append("~" + guard_name)
+    off = ["alembic.autogenerate.*", "~" + GUARD_PLUGIN_NAME]
     return {"off": off, "on": ["alembic.autogenerate.*", "hyper_audit"]}
 
 
