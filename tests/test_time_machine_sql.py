@@ -675,7 +675,10 @@ NOT_COMPLETE = (
 
 @pytest.mark.parametrize(
     "gap",
-    ["drop trigger audit_insert on vault", "alter table vault enable replica trigger audit_insert"],
+    [
+        "drop trigger audit_insert on vault",
+        "alter table vault enable replica trigger audit_insert",
+    ],
 )
 def test_owner_cannot_keep_a_trail_marked_complete_across_a_gap(
     db: Db, roles: dict[str, str], gap: str
@@ -698,7 +701,9 @@ def test_owner_cannot_keep_a_trail_marked_complete_across_a_gap(
         " replica-only or missing)",
     )
     # The event trigger saw the ALTER TABLE: the mark is gone already (DROP TRIGGER: later).
-    assert db.one("select count(*) from audit.trail_complete_since") == (0 if "replica" in gap else 1)
+    assert db.one("select count(*) from audit.trail_complete_since") == (
+        0 if "replica" in gap else 1
+    )
     # Tracking made whole again: by the migration (a dropped trigger is made anew) or by
     # the owner (enable_tracking keeps a replica-only trigger as it is, like a disabled one).
     db.run("select audit.enable_tracking('public.vault', '{}', false, false)")
@@ -718,9 +723,7 @@ def test_a_second_snapshot_waiting_for_the_first_writes_nothing(db: Db, db_url: 
     filled_table(db, 40)
     with connect(db_url) as first:
         first.run("begin")
-        assert first.rows("select * from audit.snapshot_batch('public.item', null)") == [
-            (40, True)
-        ]
+        assert first.rows("select * from audit.snapshot_batch('public.item', null)") == [(40, True)]
         done: list[Any] = []
         second = threading.Thread(
             target=lambda: done.append(
@@ -758,7 +761,7 @@ def test_snapshot_checks_the_table_again_once_it_holds_the_lock(
         def snapshot() -> None:
             try:
                 db.run("select audit.snapshot_batch('public.vault', null)")
-            except Exception as exc:  # noqa: BLE001  (the outcome is asserted below)
+            except Exception as exc:  # the outcome is asserted below
                 done.append(exc)
 
         taker = threading.Thread(target=snapshot)
@@ -919,7 +922,9 @@ def test_the_enum_of_a_fresh_install_and_an_upgraded_one_are_the_same(
             other = sa.create_engine(pg_server.url(name))
             try:
                 install_released(other, version)
-                run_online(other, lambda op: op.upgrade_audit(from_version=version, to_version=4))
+                run_online(
+                    other, lambda op, v=version: op.upgrade_audit(from_version=v, to_version=4)
+                )
                 with connect(pg_server.url(name)) as upgraded:
                     assert enum_order(upgraded) == fresh
             finally:
@@ -973,7 +978,8 @@ def upgrade_and_downgrade_in_a_layout(engine: sa.Engine, url: str, layout: list[
         if db.one("select to_regclass('timescaledb_information.chunks') is not null"):
             db.run(
                 "alter table audit.record_version set (timescaledb.compress,"
-                " timescaledb.compress_segmentby = 'table_oid', timescaledb.compress_orderby = 'ts')"
+                " timescaledb.compress_segmentby = 'table_oid',"
+                " timescaledb.compress_orderby = 'ts')"
             )
             db.run("select compress_chunk(c) from show_chunks('audit.record_version') as c")
             assert db.rows("select is_compressed from timescaledb_information.chunks") == [(True,)]
@@ -990,11 +996,14 @@ def upgrade_and_downgrade_in_a_layout(engine: sa.Engine, url: str, layout: list[
         assert db.rows("select * from audit.snapshot_batch('public.item', null)") == [(49, True)]
         assert as_of(db, "public.item", now(db)) == table_now(db, "public.item", ("id",))
         # A SNAPSHOT row breaking the rules is refused on every part of the table.
-        assert error_of(
-            db,
-            "insert into audit.record_version (op, table_oid, table_schema, table_name)"
-            " values ('SNAPSHOT', 1, 's', 't')",
-        )[0] == "23514"
+        assert (
+            error_of(
+                db,
+                "insert into audit.record_version (op, table_oid, table_schema, table_name)"
+                " values ('SNAPSHOT', 1, 's', 't')",
+            )[0]
+            == "23514"
+        )
 
         db.run("delete from audit.record_version where op = 'SNAPSHOT'")
         run_online(engine, lambda op: op.downgrade_audit(from_version=4, to_version=3))
@@ -1012,7 +1021,8 @@ def test_upgrade_and_downgrade_of_the_partitioned_layout(engine: sa.Engine, db_u
     layout = [s for s in install_statements(None, {"interval": "1 month"}) if s not in install]
     upgrade_and_downgrade_in_a_layout(engine, db_url, layout)
     with connect(db_url) as db:
-        assert db.one("select relkind from pg_class where oid = 'audit.record_version'::regclass") == "p"
+        kind = "select relkind from pg_class where oid = 'audit.record_version'::regclass"
+        assert db.one(kind) == "p"
 
 
 def test_upgrade_and_downgrade_of_a_hypertable_with_compressed_chunks(
