@@ -54,7 +54,7 @@ FUNCTIONS = (
     "record_key_change",
     "record_truncate",
     "is_tracking_function",
-    "tracking_is_whole",
+    "records_every_change",
     "trigger_arguments",
     "trigger_argument_list",
     "key_change_function",

@@ -38,7 +38,7 @@ drop function if exists audit.record_column_changes(regclass);
 
 drop function if exists audit.last_audit_id();
 
-drop function if exists audit.tracking_is_whole(regclass);
+drop function if exists audit.records_every_change(regclass);
 
 drop table if exists audit.trail_complete_since;
 

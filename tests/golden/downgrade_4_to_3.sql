@@ -89,7 +89,7 @@ drop function if exists audit.note_trail_start(regclass);
 
 drop function if exists audit.last_audit_id();
 
-drop function if exists audit.tracking_is_whole(regclass);
+drop function if exists audit.records_every_change(regclass);
 
 drop table if exists audit.column_change;
 

@@ -624,7 +624,7 @@ $$;
 
 revoke all on function audit.is_tracking_function(oid) from public;
 
-create or replace function audit.tracking_is_whole(target regclass)
+create or replace function audit.records_every_change(target regclass)
 returns boolean
 language sql
 stable
@@ -650,9 +650,9 @@ as $$
         )
 $$;
 
-revoke all on function audit.tracking_is_whole(regclass) from public;
+revoke all on function audit.records_every_change(regclass) from public;
 
-grant execute on function audit.tracking_is_whole(regclass) to public;
+grant execute on function audit.records_every_change(regclass) to public;
 
 create or replace function audit.trigger_arguments(pkey_cols text[])
 returns bytea
@@ -929,7 +929,7 @@ as $$
 declare
     empty boolean;
 begin
-    if not audit.tracking_is_whole(target) then
+    if not audit.records_every_change(target) then
         delete from audit.trail_complete_since m where m.table_oid = target;
         delete from audit.snapshot_progress p where p.table_oid = target;
         -- enable_tracking keeps a disabled (or replica-only) audit trigger as it is.
@@ -1681,7 +1681,7 @@ begin
             limit 1
         ));
         if relation_kind is distinct from 'r' or cardinality(args) = 0
-            or not audit.tracking_is_whole(target)
+            or not audit.records_every_change(target)
         then
             raise exception using
                 errcode = 'object_not_in_prerequisite_state',
@@ -1859,7 +1859,7 @@ begin
             errcode = 'null_value_not_allowed',
             message = 'audit.table_as_of: the table and the time must not be null';
     end if;
-    if not audit.tracking_is_whole(target) then
+    if not audit.records_every_change(target) then
         raise exception using
             errcode = 'HA001',
             message = 'audit.table_as_of: table ' || target::text || ' is not tracked now, so '

@@ -5,7 +5,7 @@
 -- - An audit trigger disabled (ALTER TABLE ... DISABLE TRIGGER, which the event trigger
 --   follows), made replica-only (ENABLE REPLICA TRIGGER), or dropped (DROP TRIGGER, seen
 --   when tracking is made whole again): changes went or go unrecorded, so the mark goes
---   (audit.tracking_is_whole).
+--   (audit.records_every_change).
 -- - A table without a mark that holds no row is complete from now on (how = 'empty'):
 --   every row it will hold is recorded. Before it is taken for empty, a SHARE lock waits
 --   for writers in flight, so that "no row" includes them, and holds new ones until this
@@ -22,7 +22,7 @@ as $$
 declare
     empty boolean;
 begin
-    if not audit.tracking_is_whole(target) then
+    if not audit.records_every_change(target) then
         delete from audit.trail_complete_since m where m.table_oid = target;
         delete from audit.snapshot_progress p where p.table_oid = target;
         -- enable_tracking keeps a disabled (or replica-only) audit trigger as it is.

@@ -12,8 +12,9 @@
 -- (call audit.snapshot(...) commits after each).
 --
 -- Never a row twice, whatever writers (or other snapshots) do meanwhile: each batch checks
--- the table before and again after it takes a SHARE ROW EXCLUSIVE lock on the table (it waits for writers in flight and holds new ones, and other
--- snapshots of the table, until the batch's transaction ends) and reads under READ
+-- the table before and again after it takes a SHARE ROW EXCLUSIVE lock on the table (it
+-- waits for writers in flight and holds new ones, and other snapshots of the table, until
+-- the batch's transaction ends) and reads under READ
 -- COMMITTED, so it sees every committed change; a row is skipped when the trail has a row
 -- for its record with an id above the last audit id before the snapshot began (a change a
 -- writer made since, which records the row as it is, or this snapshot's own row for it).
@@ -118,7 +119,7 @@ begin
             limit 1
         ));
         if relation_kind is distinct from 'r' or cardinality(args) = 0
-            or not audit.tracking_is_whole(target)
+            or not audit.records_every_change(target)
         then
             raise exception using
                 errcode = 'object_not_in_prerequisite_state',

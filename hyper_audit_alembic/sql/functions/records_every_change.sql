@@ -9,7 +9,7 @@
 -- Catalog facts only (the audit trigger functions of audit.is_tracking_function, named
 -- here so that a reader of audit.table_as_of needs no right on that one).
 -- tgtype bits: 1 row, 4 insert, 8 delete, 16 update, 32 truncate.
-create or replace function audit.tracking_is_whole(target regclass)
+create or replace function audit.records_every_change(target regclass)
 returns boolean
 language sql
 stable
@@ -36,6 +36,6 @@ as $$
 $$;
 
 -- It reads only what pg_trigger shows everyone; audit.table_as_of runs as its caller.
-revoke all on function audit.tracking_is_whole(regclass) from public;
+revoke all on function audit.records_every_change(regclass) from public;
 
-grant execute on function audit.tracking_is_whole(regclass) to public;
+grant execute on function audit.records_every_change(regclass) to public;
