@@ -632,3 +632,406 @@ def test_timescale_layout(ts_engine: sa.Engine, ts_url: str) -> None:
         assert {rid: rec for rid, rec, _ in rebuilt}[record_id(oid, "4")] == {
             "id": 4, "w": "v4", "pad": "x" * 200
         }  # fmt: skip
+
+
+# --- red team (helper tmD): roles, concurrency, the completeness mark, exclude and renames --
+
+
+@pytest.fixture
+def roles(db: Db) -> Iterator[dict[str, str]]:
+    """owner (owns public.vault), reader (may read the history), type_owner (schema app)."""
+    suffix = uuid.uuid4().hex[:8]
+    made = {kind: f"{kind}_{suffix}" for kind in ("owner", "reader", "type_owner")}
+    for role in made.values():
+        db.run(f"create role {role}")
+    yield made
+    db.run("reset role")
+    for role in made.values():
+        db.run(f"drop owned by {role} cascade; drop role {role}")
+
+
+def owned_vault(db: Db, owner: str) -> int:
+    """public.vault, tracked while empty (complete from then on), owned by ``owner``."""
+    db.run("create table public.vault (id int primary key, v text)")
+    db.run("select audit.enable_tracking('public.vault')")
+    db.run(f"alter table public.vault owner to {owner}")
+    db.run("insert into vault values (1, 'recorded')")
+    return db.oid("public.vault")
+
+
+NOT_TRACKED_NOW = (
+    INCOMPLETE,
+    "audit.table_as_of: table public.vault is not tracked now, so its audit trail may have a gap",
+    "Track it (op.enable_tracking()) and take a snapshot: call audit.snapshot('public.vault').",
+)
+NOT_COMPLETE = (
+    INCOMPLETE,
+    "audit.table_as_of: the audit trail of public.vault is not complete: it does not record"
+    " the rows the table held when tracking began",
+    "Take a snapshot: call audit.snapshot('public.vault') (op.enable_tracking(...,"
+    " snapshot=True) in a migration); the trail rebuilds public.vault from its end on.",
+)
+
+
+@pytest.mark.parametrize(
+    "gap",
+    [
+        "drop trigger audit_insert on vault",
+        "alter table vault enable replica trigger audit_insert",
+    ],
+)
+def test_owner_cannot_keep_a_trail_marked_complete_across_a_gap(
+    db: Db, roles: dict[str, str], gap: str
+) -> None:
+    """The table owner drops an audit trigger (DROP TRIGGER: no event trigger sees it) or
+    makes it fire only on replicas (ENABLE REPLICA: enable_tracking kept it so), writes
+    unrecorded rows, and has tracking made whole again by a migration: the trail must not
+    stay marked complete, or table_as_of returns a table without those rows."""
+    oid = owned_vault(db, roles["owner"])
+    db.run(f"set role {roles['owner']}")
+    db.run(gap)
+    db.run("insert into vault values (2, 'unrecorded')")
+    db.run("reset role")
+    assert error_of(db, "select * from audit.table_as_of('public.vault', now())") == (
+        NOT_TRACKED_NOW
+    )
+    assert error_of(db, "select audit.snapshot_batch('public.vault', null)")[:2] == (
+        "55000",
+        "audit.snapshot: table public.vault is not tracked (an audit trigger is disabled,"
+        " replica-only or missing)",
+    )
+    # The event trigger saw the ALTER TABLE: the mark is gone already (DROP TRIGGER: later).
+    assert db.one("select count(*) from audit.trail_complete_since") == (
+        0 if "replica" in gap else 1
+    )
+    # Tracking made whole again: by the migration (a dropped trigger is made anew) or by
+    # the owner (enable_tracking keeps a replica-only trigger as it is, like a disabled one).
+    db.run("select audit.enable_tracking('public.vault', '{}', false, false)")
+    if "replica" in gap:
+        db.run("alter table vault enable trigger audit_insert")
+    assert db.rows("select tgenabled from pg_trigger where tgrelid = %s", [oid]) == [("O",)] * 5
+    assert db.one("select count(*) from audit.trail_complete_since") == 0
+    assert error_of(db, "select * from audit.table_as_of('public.vault', now())") == NOT_COMPLETE
+    db.run("select audit.snapshot_batch('public.vault', null)")
+    assert as_of(db, "public.vault", now(db)) == table_now(db, "public.vault", ("id",))
+    assert len(as_of(db, "public.vault", now(db))) == 2
+
+
+def test_a_second_snapshot_waiting_for_the_first_writes_nothing(db: Db, db_url: str) -> None:
+    """Two snapshots of one table at once: the second waits for the first's lock, then
+    finds the trail complete (it checks again under the lock), writes nothing and says so."""
+    filled_table(db, 40)
+    with connect(db_url) as first:
+        first.run("begin")
+        assert first.rows("select * from audit.snapshot_batch('public.item', null)") == [(40, True)]
+        done: list[Any] = []
+        second = threading.Thread(
+            target=lambda: done.append(
+                db.rows("select * from audit.snapshot_batch('public.item', null)")
+            )
+        )
+        second.start()
+        for _ in range(100):
+            if first.one("select count(*) from pg_locks where not granted"):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the second snapshot did not wait for the first")
+        first.run("commit")
+        second.join(30)
+    assert done == [[(0, True)]]
+    assert db.one("select count(*) from audit.record_version where op = 'SNAPSHOT'") == 40
+
+
+def test_snapshot_checks_the_table_again_once_it_holds_the_lock(
+    db: Db, db_url: str, roles: dict[str, str]
+) -> None:
+    """The owner disables an audit trigger while a snapshot waits for its lock: the
+    snapshot refuses, instead of marking complete a trail that records no updates."""
+    db.run("create table public.vault (id int primary key, v text)")
+    db.run("insert into vault values (1, 'before tracking')")
+    db.run("select audit.enable_tracking('public.vault')")
+    db.run(f"alter table public.vault owner to {roles['owner']}")
+    with connect(db_url) as owner:
+        owner.run(f"set role {roles['owner']}")
+        owner.run("begin")
+        owner.run("alter table vault disable trigger audit_update")
+        done: list[Any] = []
+
+        def snapshot() -> None:
+            try:
+                db.run("select audit.snapshot_batch('public.vault', null)")
+            except Exception as exc:  # the outcome is asserted below
+                done.append(exc)
+
+        taker = threading.Thread(target=snapshot)
+        taker.start()
+        for _ in range(100):
+            if owner.one("select count(*) from pg_locks where not granted"):
+                break
+            time.sleep(0.05)
+        owner.run("commit")
+        taker.join(30)
+    (error,) = done
+    assert (error.pgcode, error.diag.message_primary) == (
+        "55000",
+        "audit.snapshot: table public.vault is not tracked (an audit trigger is disabled,"
+        " replica-only or missing)",
+    )
+    assert db.one("select count(*) from audit.record_version") == 0
+    assert db.one("select count(*) from audit.trail_complete_since") == 0
+
+
+def test_a_reader_granted_the_history_can_rebuild_a_table(db: Db, roles: dict[str, str]) -> None:
+    """table_as_of runs as its caller: the rights the design names are enough."""
+    oid = owned_vault(db, roles["owner"])
+    db.run("alter table vault rename column v to w")
+    reader = roles["reader"]
+    db.run(
+        f"grant usage on schema audit to {reader}; grant select on audit.record_version,"
+        f" audit.trail_complete_since, audit.column_change to {reader}"
+    )
+    db.run(f"set role {reader}")
+    assert as_of(db, "public.vault", now(db)) == [
+        (record_id(oid, "1"), {"id": 1, "w": "recorded"}, None)
+    ]
+    # Without SELECT on the table itself, nothing but what the history holds.
+    assert error_of(db, "select * from public.vault")[0] == "42501"
+    db.run("reset role")
+
+
+def test_a_type_owners_operators_and_casts_never_run_in_a_snapshot(
+    db: Db, roles: dict[str, str]
+) -> None:
+    """A key of a type whose owner wrote operators, a cast to text and a cast to a domain,
+    each raising when called: the snapshot runs none (page ranges, jsonb, uuid)."""
+    role = roles["type_owner"]
+    db.run(f"create schema app authorization {role}; grant usage on schema app to public")
+    db.run(f"set role {role}")
+    db.run(
+        "create type app.mood as enum ('ok', 'bad');"
+        "create function app.boom(app.mood, app.mood) returns boolean language plpgsql as"
+        " $$ begin raise exception 'type owner code ran as %', current_user; end $$;"
+        "create function app.boom_text(app.mood) returns text language plpgsql as"
+        " $$ begin raise exception 'type owner code ran as %', current_user; end $$;"
+        "create operator app.= (leftarg = app.mood, rightarg = app.mood, function = app.boom);"
+        "create operator app.< (leftarg = app.mood, rightarg = app.mood, function = app.boom);"
+        "create cast (app.mood as text) with function app.boom_text(app.mood)"
+    )
+    db.run("reset role")
+    db.run("set search_path = app, public")
+    db.run("create table public.feeling (k app.mood primary key, n int)")
+    db.run("insert into public.feeling values ('ok', 1), ('bad', 2)")
+    db.run("select audit.enable_tracking('public.feeling')")
+    assert db.rows("select * from audit.snapshot_batch('public.feeling', 1)") == [(2, True)]
+    db.run("reset search_path")
+    oid = db.oid("public.feeling")
+    assert snapshot_rows(db) == [
+        (record_id(oid, "ok"), None, ("public", "feeling"), {"k": "ok", "n": 1}, None),
+        (record_id(oid, "bad"), None, ("public", "feeling"), {"k": "bad", "n": 2}, None),
+    ]
+
+
+def exclude_args(db: Db, table: str) -> list[bytes]:
+    return sorted(
+        {
+            bytes(args)
+            for (args,) in db.rows(
+                "select tgargs from pg_trigger where tgrelid = %s::regclass"
+                " and tgfoid = 'audit.record_row_change()'::regprocedure",
+                [table],
+            )
+        }
+    )
+
+
+def test_an_excluded_column_stays_excluded_when_renamed_and_leaves_when_dropped(
+    db: Db, roles: dict[str, str]
+) -> None:
+    """Before version 4 the trigger arguments kept the old name, so a renamed excluded
+    column (a secret) began to be recorded. The event trigger now follows the rename."""
+    db.run("create table public.login (id int primary key, who text, secret text, pin text)")
+    db.run("select audit.enable_tracking('public.login', '{secret,pin}', true, false)")
+    db.run(f"alter table login owner to {roles['owner']}")
+    db.run(f"set role {roles['owner']}")
+    db.run("alter table login rename column secret to password")
+    db.run("insert into login values (1, 'ann', 'hunter2', '1234')")
+    db.run("alter table login rename column pin to a_pin")  # sorts first now
+    db.run("update login set who = 'anne', password = 'x', a_pin = '0'")
+    db.run("reset role")
+    assert exclude_args(db, "login") == [b"id\x00\x00exclude=a_pin\x00exclude=password\x00"
+                                         b"skip_unchanged\x00"]  # fmt: skip
+    assert [(op, rec, old) for op, _, _, _, _, _, rec, old in db.audit_rows()] == [
+        ("INSERT", {"id": 1, "who": "ann"}, None),
+        ("UPDATE", {"id": 1, "who": "anne"}, {"id": 1, "who": "ann"}),
+    ]
+    db.run("alter table login drop column password")
+    assert exclude_args(db, "login") == [b"id\x00\x00exclude=a_pin\x00skip_unchanged\x00"]
+    db.run("alter table login add column password text")  # a new column: recorded
+    db.run("update login set password = 'new'")
+    assert db.audit_rows()[-1][6] == {"id": 1, "who": "anne", "password": "new"}
+
+
+def test_autogenerate_is_clean_after_renaming_an_excluded_column(engine: sa.Engine) -> None:
+    """The model's exclude names the new column once the user renamed it (alembic check)."""
+    from alembic_project import autogenerate
+
+    def model(secret: str) -> sa.MetaData:
+        metadata = sa.MetaData()
+        sa.Table("login", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column(secret, sa.Text), info={"audited": {"exclude": [secret]}})  # fmt: skip
+        return metadata
+
+    with engine.begin() as connection:
+        model("secret").create_all(connection)
+    run_online(engine, lambda op: op.install_audit())
+    with engine.begin() as connection:
+        from alembic.migration import MigrationContext
+        from alembic.operations import Operations
+
+        operations = Operations(MigrationContext.configure(connection))
+        operations.enable_tracking("login", exclude=["secret"])  # type: ignore[attr-defined]
+        assert autogenerate(connection, model("secret")) == ([], [])
+        operations.alter_column("login", "secret", new_column_name="password")
+        assert autogenerate(connection, model("password")) == ([], [])
+
+
+# --- the enum, the upgrade's rules in every layout ------------------------------------------
+
+
+def enum_order(db: Db) -> list[tuple[Any, ...]]:
+    return db.rows(
+        "select e.enumlabel::text, e.enumsortorder, (select array_agg(x::text order by x)"
+        " from unnest(enum_range(null::audit.operation)) as x)"
+        " from pg_enum e where e.enumtypid = 'audit.operation'::regtype order by e.enumsortorder"
+    )
+
+
+def test_the_enum_of_a_fresh_install_and_an_upgraded_one_are_the_same(
+    db: Db, engine: sa.Engine, db_url: str, pg_server: Any
+) -> None:
+    """steps/1.sql creates SNAPSHOT with the other labels; an upgrade adds it at the end:
+    the same labels, the same sort order (positions and comparisons)."""
+    from audit_helpers import extra_database
+
+    fresh = enum_order(db)
+    order = ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "SNAPSHOT"]
+    assert fresh == [(label, float(i + 1), order) for i, label in enumerate(order)]
+    for version in (1, 3):
+        with extra_database(pg_server, f"tmd_enum_{version}") as name:
+            other = sa.create_engine(pg_server.url(name))
+            try:
+                install_released(other, version)
+                run_online(
+                    other, lambda op, v=version: op.upgrade_audit(from_version=v, to_version=4)
+                )
+                with connect(pg_server.url(name)) as upgraded:
+                    assert enum_order(upgraded) == fresh
+            finally:
+                other.dispose()
+
+
+RULES_3 = [
+    ("record_version_record_id_when_new",
+     "CHECK (((op = ANY (ARRAY['INSERT'::audit.operation, 'UPDATE'::audit.operation]))"
+     " = (record_id IS NOT NULL)))"),
+    ("record_version_record_when_new",
+     "CHECK (((op = ANY (ARRAY['INSERT'::audit.operation, 'UPDATE'::audit.operation]))"
+     " = (record IS NOT NULL)))"),
+]  # fmt: skip
+RULES_4 = [
+    (name, definition.replace(
+        "(op = ANY (ARRAY['INSERT'::audit.operation, 'UPDATE'::audit.operation]))",
+        "((op = ANY (ARRAY['INSERT'::audit.operation, 'UPDATE'::audit.operation]))"
+        " OR ((op)::text = 'SNAPSHOT'::text))",
+    ))
+    for name, definition in RULES_3
+]  # fmt: skip
+
+
+def new_rules(db: Db) -> list[tuple[Any, ...]]:
+    """The two rules steps/4.sql replaces, on the audit table and on each partition/chunk."""
+    found = db.rows(
+        "select k.conrelid::regclass::text, k.conname::text, pg_get_constraintdef(k.oid)"
+        " from pg_constraint k where k.conname like 'record_version_record%%_when_new'"
+        " order by 1, 2"
+    )
+    tables = sorted({table for table, _, _ in found})
+    assert "audit.record_version" in tables
+    rules = [(name, definition) for table, name, definition in found if table == tables[0]]
+    assert all([(n, d) for t, n, d in found if t == table] == rules for table in tables), found
+    return rules
+
+
+def upgrade_and_downgrade_in_a_layout(engine: sa.Engine, url: str, layout: list[str]) -> None:
+    """Version 3 in ``layout`` with history, upgraded to 4 (snapshot, table_as_of), then
+    back to 3: every row kept, the rules of each version on every part of the table."""
+    install_released(engine, 3)
+    with connect(url) as db:
+        for statement in layout:
+            db.run(statement)
+        db.run("create table public.item (id int primary key, v text)")
+        db.run("select audit.enable_tracking('public.item')")
+        db.run("insert into item select g, 'v' || g from generate_series(1, 50) g")
+        db.run("update item set v = 'w' where id <= 5")
+        db.run("delete from item where id = 6")
+        if db.one("select to_regclass('timescaledb_information.chunks') is not null"):
+            db.run(
+                "alter table audit.record_version set (timescaledb.compress,"
+                " timescaledb.compress_segmentby = 'table_oid',"
+                " timescaledb.compress_orderby = 'ts')"
+            )
+            db.run("select compress_chunk(c) from show_chunks('audit.record_version') as c")
+            assert db.rows("select is_compressed from timescaledb_information.chunks") == [(True,)]
+        history = db.audit_rows()
+        assert new_rules(db) == RULES_3
+
+        run_online(engine, lambda op: op.upgrade_audit(from_version=3, to_version=4))
+        assert new_rules(db) == RULES_4
+        assert db.audit_rows() == history
+        # Tracked under version 3 (no completeness mark): its baseline, then the table.
+        assert error_of(db, "select * from audit.table_as_of('public.item', now())")[0] == (
+            INCOMPLETE
+        )
+        assert db.rows("select * from audit.snapshot_batch('public.item', null)") == [(49, True)]
+        assert as_of(db, "public.item", now(db)) == table_now(db, "public.item", ("id",))
+        # A SNAPSHOT row breaking the rules is refused on every part of the table.
+        assert (
+            error_of(
+                db,
+                "insert into audit.record_version (op, table_oid, table_schema, table_name)"
+                " values ('SNAPSHOT', 1, 's', 't')",
+            )[0]
+            == "23514"
+        )
+
+        db.run("delete from audit.record_version where op = 'SNAPSHOT'")
+        run_online(engine, lambda op: op.downgrade_audit(from_version=4, to_version=3))
+        assert db.one("select version from audit.schema_version") == 3
+        assert new_rules(db) == RULES_3
+        assert db.audit_rows() == history
+        db.run("update item set v = 'after' where id = 1")
+        assert db.audit_rows()[:-1] == history and db.audit_rows()[-1][0] == "UPDATE"
+
+
+def test_upgrade_and_downgrade_of_the_partitioned_layout(engine: sa.Engine, db_url: str) -> None:
+    from hyper_audit_alembic.migration.statements import install_statements
+
+    install = set(sql.install_statements())
+    layout = [s for s in install_statements(None, {"interval": "1 month"}) if s not in install]
+    upgrade_and_downgrade_in_a_layout(engine, db_url, layout)
+    with connect(db_url) as db:
+        kind = "select relkind from pg_class where oid = 'audit.record_version'::regclass"
+        assert db.one(kind) == "p"
+
+
+def test_upgrade_and_downgrade_of_a_hypertable_with_compressed_chunks(
+    ts_engine: sa.Engine, ts_url: str
+) -> None:
+    """TimescaleDB (skipped where missing): the rules are replaced on the hypertable and its
+    compressed chunk, whose rows stay compressed and unchanged."""
+    with ts_engine.begin() as connection:
+        connection.exec_driver_sql("create extension if not exists timescaledb")
+    upgrade_and_downgrade_in_a_layout(ts_engine, ts_url, [])
+    with connect(ts_url) as db:
+        assert db.rows("select is_compressed from timescaledb_information.chunks") == [(True,)]

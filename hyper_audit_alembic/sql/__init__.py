@@ -54,6 +54,7 @@ FUNCTIONS = (
     "record_key_change",
     "record_truncate",
     "is_tracking_function",
+    "records_every_change",
     "trigger_arguments",
     "trigger_argument_list",
     "key_change_function",

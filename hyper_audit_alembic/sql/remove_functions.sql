@@ -38,6 +38,8 @@ drop function if exists audit.record_column_changes(regclass);
 
 drop function if exists audit.last_audit_id();
 
+drop function if exists audit.records_every_change(regclass);
+
 drop table if exists audit.trail_complete_since;
 
 drop table if exists audit.snapshot_progress;

@@ -89,6 +89,8 @@ drop function if exists audit.note_trail_start(regclass);
 
 drop function if exists audit.last_audit_id();
 
+drop function if exists audit.records_every_change(regclass);
+
 drop table if exists audit.column_change;
 
 drop table if exists audit.tracked_column;

@@ -979,6 +979,36 @@ $$;
 
 revoke all on function audit.is_tracking_function(oid) from public;
 
+create or replace function audit.records_every_change(target regclass)
+returns boolean
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select coalesce(bool_and(t.tgenabled in ('O', 'A')), false)
+        and coalesce(bit_or(t.tgtype::integer) filter (
+            where t.tgfoid = 'audit.record_row_change()'::regprocedure), 0) & 28 = 28
+        and bool_or(t.tgfoid = 'audit.record_truncate()'::regprocedure
+            and t.tgtype::integer & 32 = 32)
+        and (
+            bool_and(t.tgtype::integer & 1 = 1)
+                filter (where t.tgfoid = 'audit.record_row_change()'::regprocedure)
+            or bool_or(t.tgfoid = 'audit.record_key_change()'::regprocedure
+                and t.tgtype::integer & 17 = 17)
+        )
+    from pg_trigger t
+    where t.tgrelid = target and not t.tgisinternal
+        and t.tgfoid in (
+            'audit.record_row_change()'::regprocedure,
+            'audit.record_key_change()'::regprocedure,
+            'audit.record_truncate()'::regprocedure
+        )
+$$;
+
+revoke all on function audit.records_every_change(regclass) from public;
+
+grant execute on function audit.records_every_change(regclass) to public;
+
 create or replace function audit.trigger_arguments(pkey_cols text[])
 returns bytea
 language sql
@@ -1254,20 +1284,14 @@ as $$
 declare
     empty boolean;
 begin
-    if not exists (
-        select from pg_trigger t
-        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
-    ) or exists (
-        select from pg_trigger t
-        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
-            and t.tgenabled = 'D'
-    ) then
+    if not audit.records_every_change(target) then
         delete from audit.trail_complete_since m where m.table_oid = target;
         delete from audit.snapshot_progress p where p.table_oid = target;
+        -- enable_tracking keeps a disabled (or replica-only) audit trigger as it is.
         if exists (
             select from pg_trigger t
             where t.tgrelid = target and not t.tgisinternal
-                and audit.is_tracking_function(t.tgfoid) and t.tgenabled = 'D'
+                and audit.is_tracking_function(t.tgfoid) and t.tgenabled not in ('O', 'A')
         ) then
             return;
         end if;
@@ -1888,8 +1912,31 @@ language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    options text[] := audit.tracking_options(target);
 begin
-    perform audit.enable_tracking_keys(target, audit.tracking_options(target));
+    options := array(
+        select 'exclude=' || d.c
+        from (
+            select distinct case
+                when c.attnum is null then e.name
+                when a.attnum is null or a.attisdropped then null
+                else a.attname::text
+            end as c
+            from unnest(options) as o (opt)
+            cross join lateral (select substr(o.opt, 9) as name) as e
+            left join audit.tracked_column c on c.table_oid = target and c.name = e.name
+            left join pg_attribute a on a.attrelid = target and a.attnum = c.attnum
+            where left(o.opt, 8) = 'exclude='
+        ) as d
+        where d.c is not null
+        order by d.c
+    ) || array(
+        select o.opt from unnest(options) with ordinality as o (opt, ord)
+        where left(o.opt, 8) <> 'exclude='
+        order by o.ord
+    );
+    perform audit.enable_tracking_keys(target, options);
 end
 $$;
 
@@ -1943,38 +1990,6 @@ begin
             message = 'audit.snapshot: batch_size must be 1 or more (or null: the whole table), not '
                 || batch_size;
     end if;
-    select c.relowner, c.relkind, n.nspname, c.relname, c.relfilenode
-    into owner_oid, relation_kind, schema_name, relation_name, node
-    from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where c.oid = target;
-    if not (pg_has_role(acting::name, owner_oid, 'USAGE')
-            or pg_has_role(acting::name, current_user, 'USAGE')) then
-        raise exception using
-            errcode = 'insufficient_privilege',
-            message = 'audit.snapshot: role ' || quote_ident(acting) || ' does not own table '
-                || target::text,
-            hint = 'Take the snapshot as the owner of ' || target::text
-                || ' or as the role that installed the audit trail.';
-    end if;
-    args := audit.trigger_argument_list((
-        select t.tgargs from pg_trigger t
-        where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
-        order by t.tgname
-        limit 1
-    ));
-    if relation_kind is distinct from 'r' or cardinality(args) = 0 or exists (
-        select from pg_trigger t
-        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
-            and t.tgenabled = 'D'
-    ) then
-        raise exception using
-            errcode = 'object_not_in_prerequisite_state',
-            message = 'audit.snapshot: table ' || target::text || ' is not tracked'
-                || case when cardinality(args) > 0 then ' (its audit triggers are disabled)' else '' end,
-            hint = 'Track it first (op.enable_tracking() in a migration, or '
-                || 'audit.enable_tracking(' || quote_literal(target::text)
-                || ')): the snapshot records its rows, the triggers every change after.';
-    end if;
     if current_setting('transaction_isolation') <> 'read committed' then
         raise exception using
             errcode = 'invalid_transaction_state',
@@ -1997,10 +2012,49 @@ begin
                 || 'run by its own alembic upgrade (or with transaction_per_migration=True), '
                 || 'then snapshot ' || target::text || '.';
     end;
-    if exists (select from audit.trail_complete_since m where m.table_oid = target) then
-        complete := true;
-        return;
-    end if;
+    -- Checked before the lock (a role that may not snapshot the table must not lock it) and
+    -- again once it is held: while this call waited, the table may have changed owner, lost
+    -- or disabled an audit trigger, or been snapshotted by another call (never twice).
+    for pass in 1..2 loop
+        select c.relowner, c.relkind, n.nspname, c.relname, c.relfilenode
+        into owner_oid, relation_kind, schema_name, relation_name, node
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.oid = target;
+        if not (pg_has_role(acting::name, owner_oid, 'USAGE')
+                or pg_has_role(acting::name, current_user, 'USAGE')) then
+            raise exception using
+                errcode = 'insufficient_privilege',
+                message = 'audit.snapshot: role ' || quote_ident(acting) || ' does not own table '
+                    || target::text,
+                hint = 'Take the snapshot as the owner of ' || target::text
+                    || ' or as the role that installed the audit trail.';
+        end if;
+        args := audit.trigger_argument_list((
+            select t.tgargs from pg_trigger t
+            where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
+            order by t.tgname
+            limit 1
+        ));
+        if relation_kind is distinct from 'r' or cardinality(args) = 0
+            or not audit.records_every_change(target)
+        then
+            raise exception using
+                errcode = 'object_not_in_prerequisite_state',
+                message = 'audit.snapshot: table ' || target::text || ' is not tracked'
+                    || case when cardinality(args) > 0
+                        then ' (an audit trigger is disabled, replica-only or missing)'
+                        else '' end,
+                hint = 'Track it first (op.enable_tracking() in a migration, or '
+                    || 'audit.enable_tracking(' || quote_literal(target::text)
+                    || ')): the snapshot records its rows, the triggers every change after.';
+        end if;
+        if exists (select from audit.trail_complete_since m where m.table_oid = target) then
+            complete := true;
+            return;
+        end if;
+        exit when pass = 2;
+        execute 'lock table only ' || target::text || ' in share row exclusive mode';
+    end loop;
     sep := array_position(args, '');
     keys := args[1:coalesce(sep - 1, cardinality(args))];
     excluded := array(
@@ -2008,7 +2062,6 @@ begin
         where left(a.arg, 8) = 'exclude='
     );
 
-    execute 'lock table only ' || target::text || ' in share row exclusive mode';
     -- A rewrite (while this call waited for the lock, too) gives the table another file.
     node := (select c.relfilenode from pg_class c where c.oid = target);
 
@@ -2161,14 +2214,7 @@ begin
             errcode = 'null_value_not_allowed',
             message = 'audit.table_as_of: the table and the time must not be null';
     end if;
-    if not exists (
-        select from pg_trigger t
-        where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
-    ) or exists (
-        select from pg_trigger t
-        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
-            and t.tgenabled = 'D'
-    ) then
+    if not audit.records_every_change(target) then
         raise exception using
             errcode = 'HA001',
             message = 'audit.table_as_of: table ' || target::text || ' is not tracked now, so '

@@ -88,15 +88,45 @@ end
 $$;
 
 -- Tracks a table, keeping the options it is tracked with (none for a new one). The event
--- trigger that follows primary-key changes calls this.
+-- trigger that follows ALTER TABLE of tracked tables calls this.
+--
+-- Since version 4, an excluded column stays excluded when it is renamed, and leaves the
+-- options when it is dropped: the trigger arguments hold the names the columns had when
+-- the triggers were made, which audit.tracked_column holds too (enable_tracking_keys notes
+-- both together), so each excluded name is followed by its column number to today's name.
+-- A name tracked_column does not know (an upgrade from version 3 after the rename) stays
+-- as it is. Catalog facts only; the names are data.
 create or replace function audit.enable_tracking(target regclass)
 returns void
 language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    options text[] := audit.tracking_options(target);
 begin
-    perform audit.enable_tracking_keys(target, audit.tracking_options(target));
+    options := array(
+        select 'exclude=' || d.c
+        from (
+            select distinct case
+                when c.attnum is null then e.name
+                when a.attnum is null or a.attisdropped then null
+                else a.attname::text
+            end as c
+            from unnest(options) as o (opt)
+            cross join lateral (select substr(o.opt, 9) as name) as e
+            left join audit.tracked_column c on c.table_oid = target and c.name = e.name
+            left join pg_attribute a on a.attrelid = target and a.attnum = c.attnum
+            where left(o.opt, 8) = 'exclude='
+        ) as d
+        where d.c is not null
+        order by d.c
+    ) || array(
+        select o.opt from unnest(options) with ordinality as o (opt, ord)
+        where left(o.opt, 8) <> 'exclude='
+        order by o.ord
+    );
+    perform audit.enable_tracking_keys(target, options);
 end
 $$;
 

@@ -3,7 +3,9 @@
 -- - Tracking that starts anew (no audit trigger yet) may follow a gap: an old mark and an
 --   unfinished snapshot go.
 -- - An audit trigger disabled (ALTER TABLE ... DISABLE TRIGGER, which the event trigger
---   follows): changes go unrecorded from now on, so the mark goes.
+--   follows), made replica-only (ENABLE REPLICA TRIGGER), or dropped (DROP TRIGGER, seen
+--   when tracking is made whole again): changes went or go unrecorded, so the mark goes
+--   (audit.records_every_change).
 -- - A table without a mark that holds no row is complete from now on (how = 'empty'):
 --   every row it will hold is recorded. Before it is taken for empty, a SHARE lock waits
 --   for writers in flight, so that "no row" includes them, and holds new ones until this
@@ -20,20 +22,14 @@ as $$
 declare
     empty boolean;
 begin
-    if not exists (
-        select from pg_trigger t
-        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
-    ) or exists (
-        select from pg_trigger t
-        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
-            and t.tgenabled = 'D'
-    ) then
+    if not audit.records_every_change(target) then
         delete from audit.trail_complete_since m where m.table_oid = target;
         delete from audit.snapshot_progress p where p.table_oid = target;
+        -- enable_tracking keeps a disabled (or replica-only) audit trigger as it is.
         if exists (
             select from pg_trigger t
             where t.tgrelid = target and not t.tgisinternal
-                and audit.is_tracking_function(t.tgfoid) and t.tgenabled = 'D'
+                and audit.is_tracking_function(t.tgfoid) and t.tgenabled not in ('O', 'A')
         ) then
             return;
         end if;

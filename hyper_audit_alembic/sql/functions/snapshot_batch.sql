@@ -11,9 +11,10 @@
 -- leaves nothing, and the next call goes on from the last committed batch
 -- (call audit.snapshot(...) commits after each).
 --
--- Never a row twice, whatever writers do meanwhile: each batch first takes a SHARE ROW
--- EXCLUSIVE lock on the table (it waits for writers in flight and holds new ones, and other
--- snapshots of the table, until the batch's transaction ends) and reads under READ
+-- Never a row twice, whatever writers (or other snapshots) do meanwhile: each batch checks
+-- the table before and again after it takes a SHARE ROW EXCLUSIVE lock on the table (it
+-- waits for writers in flight and holds new ones, and other snapshots of the table, until
+-- the batch's transaction ends) and reads under READ
 -- COMMITTED, so it sees every committed change; a row is skipped when the trail has a row
 -- for its record with an id above the last audit id before the snapshot began (a change a
 -- writer made since, which records the row as it is, or this snapshot's own row for it).
@@ -72,38 +73,6 @@ begin
             message = 'audit.snapshot: batch_size must be 1 or more (or null: the whole table), not '
                 || batch_size;
     end if;
-    select c.relowner, c.relkind, n.nspname, c.relname, c.relfilenode
-    into owner_oid, relation_kind, schema_name, relation_name, node
-    from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where c.oid = target;
-    if not (pg_has_role(acting::name, owner_oid, 'USAGE')
-            or pg_has_role(acting::name, current_user, 'USAGE')) then
-        raise exception using
-            errcode = 'insufficient_privilege',
-            message = 'audit.snapshot: role ' || quote_ident(acting) || ' does not own table '
-                || target::text,
-            hint = 'Take the snapshot as the owner of ' || target::text
-                || ' or as the role that installed the audit trail.';
-    end if;
-    args := audit.trigger_argument_list((
-        select t.tgargs from pg_trigger t
-        where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
-        order by t.tgname
-        limit 1
-    ));
-    if relation_kind is distinct from 'r' or cardinality(args) = 0 or exists (
-        select from pg_trigger t
-        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
-            and t.tgenabled = 'D'
-    ) then
-        raise exception using
-            errcode = 'object_not_in_prerequisite_state',
-            message = 'audit.snapshot: table ' || target::text || ' is not tracked'
-                || case when cardinality(args) > 0 then ' (its audit triggers are disabled)' else '' end,
-            hint = 'Track it first (op.enable_tracking() in a migration, or '
-                || 'audit.enable_tracking(' || quote_literal(target::text)
-                || ')): the snapshot records its rows, the triggers every change after.';
-    end if;
     if current_setting('transaction_isolation') <> 'read committed' then
         raise exception using
             errcode = 'invalid_transaction_state',
@@ -126,10 +95,49 @@ begin
                 || 'run by its own alembic upgrade (or with transaction_per_migration=True), '
                 || 'then snapshot ' || target::text || '.';
     end;
-    if exists (select from audit.trail_complete_since m where m.table_oid = target) then
-        complete := true;
-        return;
-    end if;
+    -- Checked before the lock (a role that may not snapshot the table must not lock it) and
+    -- again once it is held: while this call waited, the table may have changed owner, lost
+    -- or disabled an audit trigger, or been snapshotted by another call (never twice).
+    for pass in 1..2 loop
+        select c.relowner, c.relkind, n.nspname, c.relname, c.relfilenode
+        into owner_oid, relation_kind, schema_name, relation_name, node
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.oid = target;
+        if not (pg_has_role(acting::name, owner_oid, 'USAGE')
+                or pg_has_role(acting::name, current_user, 'USAGE')) then
+            raise exception using
+                errcode = 'insufficient_privilege',
+                message = 'audit.snapshot: role ' || quote_ident(acting) || ' does not own table '
+                    || target::text,
+                hint = 'Take the snapshot as the owner of ' || target::text
+                    || ' or as the role that installed the audit trail.';
+        end if;
+        args := audit.trigger_argument_list((
+            select t.tgargs from pg_trigger t
+            where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
+            order by t.tgname
+            limit 1
+        ));
+        if relation_kind is distinct from 'r' or cardinality(args) = 0
+            or not audit.records_every_change(target)
+        then
+            raise exception using
+                errcode = 'object_not_in_prerequisite_state',
+                message = 'audit.snapshot: table ' || target::text || ' is not tracked'
+                    || case when cardinality(args) > 0
+                        then ' (an audit trigger is disabled, replica-only or missing)'
+                        else '' end,
+                hint = 'Track it first (op.enable_tracking() in a migration, or '
+                    || 'audit.enable_tracking(' || quote_literal(target::text)
+                    || ')): the snapshot records its rows, the triggers every change after.';
+        end if;
+        if exists (select from audit.trail_complete_since m where m.table_oid = target) then
+            complete := true;
+            return;
+        end if;
+        exit when pass = 2;
+        execute 'lock table only ' || target::text || ' in share row exclusive mode';
+    end loop;
     sep := array_position(args, '');
     keys := args[1:coalesce(sep - 1, cardinality(args))];
     excluded := array(
@@ -137,7 +145,6 @@ begin
         where left(a.arg, 8) = 'exclude='
     );
 
-    execute 'lock table only ' || target::text || ' in share row exclusive mode';
     -- A rewrite (while this call waited for the lock, too) gives the table another file.
     node := (select c.relfilenode from pg_class c where c.oid = target);
 

@@ -12,7 +12,8 @@
 -- TRUNCATE removes every record recorded before it.
 --
 -- Only where the trail is complete (audit.trail_complete_since: from a finished snapshot,
--- or from when the table was tracked empty) and the table is tracked now; elsewhere an
+-- or from when the table was tracked empty) and the table is tracked now, every audit
+-- trigger in place and enabled (audit.records_every_change); elsewhere an
 -- error (SQLSTATE HA001) instead of a partial table. Reads the audit rows of the table
 -- after the mark (index on table_oid; ts bounds the partitions and chunks read).
 --
@@ -40,14 +41,7 @@ begin
             errcode = 'null_value_not_allowed',
             message = 'audit.table_as_of: the table and the time must not be null';
     end if;
-    if not exists (
-        select from pg_trigger t
-        where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
-    ) or exists (
-        select from pg_trigger t
-        where t.tgrelid = target and not t.tgisinternal and audit.is_tracking_function(t.tgfoid)
-            and t.tgenabled = 'D'
-    ) then
+    if not audit.records_every_change(target) then
         raise exception using
             errcode = 'HA001',
             message = 'audit.table_as_of: table ' || target::text || ' is not tracked now, so '

@@ -54,6 +54,7 @@ drop function if exists audit.current_names(oid, jsonb, bigint);
 drop function if exists audit.record_column_changes(regclass);
 drop function if exists audit.note_trail_start(regclass);
 drop function if exists audit.last_audit_id();
+drop function if exists audit.records_every_change(regclass);
 
 drop table if exists audit.column_change;
 drop table if exists audit.tracked_column;
