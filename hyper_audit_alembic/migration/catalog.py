@@ -61,6 +61,16 @@ where pn.nspname = 'audit' and p.proname = 'record_row_change'
 
 _VERSION = "select max(version) from audit.schema_version"
 
+# The tables whose trail is complete (audit schema version 4): a finished snapshot, or
+# tracked while empty. A snapshot under way (audit.snapshot_progress) is not complete.
+_COMPLETE = """
+select n.nspname, c.relname
+from audit.trail_complete_since m
+join pg_catalog.pg_class c on c.oid = m.table_oid
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+"""
+_HAS_COMPLETE = "select pg_catalog.to_regclass('audit.trail_complete_since') is not null"
+
 
 @dataclass(frozen=True)
 class AuditState:
@@ -79,6 +89,9 @@ class AuditState:
     reference_tracked: frozenset[tuple[str, str]] = frozenset()
     #: The options of tracked tables that have some (audit schema version 2).
     options: dict[tuple[str, str], TrackingOptions] = field(default_factory=dict)
+    #: Tables whose trail rebuilds them (audit.trail_complete_since; version 4): a
+    #: snapshot asked for by a flag is taken only for a tracked table not among them.
+    complete: frozenset[tuple[str, str]] = frozenset()
 
     def is_tracked(self, schema: str, table_name: str) -> bool:
         return (schema, table_name) in self.tracked
@@ -112,7 +125,7 @@ def _options(tgargs: bytes) -> TrackingOptions:
 
 
 def read_audit_state(connection: Connection) -> AuditState:
-    """What is installed and what is tracked: at most three catalog queries."""
+    """What is installed and what is tracked: at most five catalog queries."""
     installed, has_version, extension_schemas, reference = connection.exec_driver_sql(
         _INSTALLED
     ).one()
@@ -130,7 +143,11 @@ def read_audit_state(connection: Connection) -> AuditState:
             options[(schema, table)] = _options(args)
         if by_migration:
             marked.add((schema, table))
+    complete: set[tuple[str, str]] = set()
+    if installed and connection.exec_driver_sql(_HAS_COMPLETE).scalar():
+        complete = {(schema, table) for schema, table in connection.exec_driver_sql(_COMPLETE)}
     return AuditState(
+        complete=frozenset(complete),
         installed=bool(installed),
         version=version,
         tracked=tracked,
