@@ -36,7 +36,8 @@ select
         join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_namespace'::regclass
             and d.objid = n.oid and d.deptype = 'e'
     ),
-    coalesce({_REFERENCE_FUNCTIONS}) is not null
+    coalesce({_REFERENCE_FUNCTIONS}) is not null,
+    to_regclass('audit.trail_complete_since') is not null
 """
 
 # Our tracked tables (with the key columns and whether a migration tracked them), and the
@@ -69,7 +70,6 @@ from audit.trail_complete_since m
 join pg_catalog.pg_class c on c.oid = m.table_oid
 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
 """
-_HAS_COMPLETE = "select pg_catalog.to_regclass('audit.trail_complete_since') is not null"
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,8 @@ def _options(tgargs: bytes) -> TrackingOptions:
 
 
 def read_audit_state(connection: Connection) -> AuditState:
-    """What is installed and what is tracked: at most five catalog queries."""
-    installed, has_version, extension_schemas, reference = connection.exec_driver_sql(
+    """What is installed and what is tracked: at most four catalog queries."""
+    installed, has_version, extension_schemas, reference, has_complete = connection.exec_driver_sql(
         _INSTALLED
     ).one()
     version = connection.exec_driver_sql(_VERSION).scalar() if has_version else None
@@ -144,7 +144,7 @@ def read_audit_state(connection: Connection) -> AuditState:
         if by_migration:
             marked.add((schema, table))
     complete: set[tuple[str, str]] = set()
-    if installed and connection.exec_driver_sql(_HAS_COMPLETE).scalar():
+    if installed and has_complete:
         complete = {(schema, table) for schema, table in connection.exec_driver_sql(_COMPLETE)}
     return AuditState(
         complete=frozenset(complete),
