@@ -380,6 +380,7 @@ def test_sql_files_are_known() -> None:
         "steps/3.down",
         "steps/4",
         "steps/4.down",
+        "snapshot_table",
         "timescale_plan",
         "timescale_policy",
         "track_table",
