@@ -12,24 +12,32 @@ Alembic). The layout of the package:
 - ``templates``, ``urls``, ``errors``, ``adapters`` (private APIs of other libraries).
 """
 
+from .errors import IncompleteTrailError
 from .runtime.context import audit_context
 from .runtime.history import (
+    Operation,
+    PastRow,
     RecordVersion,
     as_of,
     context_history,
     history,
     record_id,
+    table_as_of,
     table_history,
     transaction_history,
 )
 
 __all__ = [
+    "IncompleteTrailError",
+    "Operation",
+    "PastRow",
     "RecordVersion",
     "as_of",
     "audit_context",
     "context_history",
     "history",
     "record_id",
+    "table_as_of",
     "table_history",
     "transaction_history",
 ]

@@ -104,10 +104,19 @@ def _history(args: argparse.Namespace) -> int:
     if not versions:
         print(f"no audit rows for {title}", file=sys.stderr)
         return 1
-    count = f"{len(versions)} change{'' if len(versions) == 1 else 's'}"
-    print(f"{title}: {count}")
+    print(f"{title}: {_count(versions)}")
     print(render_versions(versions, target.columns), end="")
     return 0
+
+
+def _count(versions: Sequence[object]) -> str:
+    """``3 changes``; a baseline is counted apart: ``1 snapshot, 2 changes``."""
+    snapshots = sum(1 for v in versions if str(getattr(v, "op", "")) == "SNAPSHOT")
+    changes = len(versions) - snapshots
+    count = f"{changes} change{'' if changes == 1 else 's'}"
+    if snapshots:
+        count = f"{snapshots} snapshot{'' if snapshots == 1 else 's'}, {count}"
+    return count
 
 
 _TRACKED = """

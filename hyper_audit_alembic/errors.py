@@ -1,12 +1,14 @@
 """Every exception class hyper_audit_alembic defines, in one place.
 
 Bad input elsewhere is a ``ValueError`` or ``TypeError`` (the history API, URLs) or
-Alembic's own ``CommandError`` (autogenerate, the command line); these are the two
+Alembic's own ``CommandError`` (autogenerate, the command line); these are the
 situations that have a class of their own:
 
 - :class:`AuditOperationError`: an audit operation (``op.install_audit(...)`` & co.) or
   an option of one cannot run as asked. It is an Alembic ``CommandError``, so Alembic's
   command line prints it as one line (``FAILED: ...``) rather than a traceback.
+- :class:`IncompleteTrailError` (a ``ValueError``): ``table_as_of()`` asked for a time the
+  audit trail cannot rebuild the table at (SQLSTATE HA001 from ``audit.table_as_of``).
 - :class:`PostgresNotFound`: the developer tools (demo, tests) found no PostgreSQL
   server binaries to start a throwaway server with.
 
@@ -22,11 +24,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["AuditOperationError", "PostgresNotFound"]
+__all__ = ["AuditOperationError", "IncompleteTrailError", "PostgresNotFound"]
 
 
 class PostgresNotFound(RuntimeError):
     """No PostgreSQL server binaries were found (``initdb``, ``pg_ctl``)."""
+
+
+class IncompleteTrailError(ValueError):
+    """The audit trail cannot rebuild the table at the time asked for (``table_as_of()``):
+    no baseline snapshot, a time before the trail became complete, or the table not tracked
+    now. The message names the table and the fix (a snapshot, or a later time)."""
 
 
 if TYPE_CHECKING:

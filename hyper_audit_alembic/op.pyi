@@ -34,11 +34,19 @@ def uninstall_audit(*, keep_history: bool = False, drop_history: bool = False) -
     operation fails if any history exists, so that none is lost by accident.
     """
 
-def upgrade_audit(*, from_version: int, to_version: int) -> None:
+def upgrade_audit(*, from_version: int, to_version: int, commit: bool = False) -> None:
     """Upgrade the audit schema from ``from_version`` to ``to_version``.
 
     Every recorded row stays and stays readable; tracked tables stay tracked. Fails,
     changing nothing, unless the database's audit schema is at ``from_version``.
+
+    ``commit=True``: commit the migration's transaction once the upgrade is done and
+    go on in a new one (Alembic's ``autocommit_block()``; ``COMMIT``/``BEGIN`` in
+    offline SQL). Needed when an ``op.enable_tracking(..., snapshot=True)`` follows
+    in the same transaction: PostgreSQL cannot write the label SNAPSHOT that the
+    upgrade to version 4 adds before that commits. Autogenerate writes it then. As
+    with every ``autocommit_block()``, what ran before stays committed if a later
+    operation fails.
     """
 
 def downgrade_audit(*, from_version: int, to_version: int) -> None:
@@ -70,6 +78,7 @@ def enable_tracking(
     exclude: Iterable[str] = (),
     skip_unchanged: bool = False,
     on_replica: bool = False,
+    snapshot: bool = False,
 ) -> None:
     """Record every INSERT, UPDATE, DELETE and TRUNCATE of a table in the audit trail.
 
@@ -79,6 +88,12 @@ def enable_tracking(
     a logical replication subscriber applies (row-level ENABLE ALWAYS triggers; audit
     schema version 3). Without options, a table tracked already keeps its options
     (op.alter_tracking() changes them).
+
+    ``snapshot=True`` (audit schema version 4): then record one ``SNAPSHOT`` audit row
+    per row the table holds, in this migration's transaction, so that the trail
+    rebuilds the table from now on (``table_as_of()``). Writes nothing when the trail
+    is complete already (a table tracked while empty, or snapshotted before). For a
+    large table outside a migration: ``call audit.snapshot('t', batch_size => 10000)``.
     """
 
 def alter_tracking(

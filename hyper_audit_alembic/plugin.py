@@ -45,7 +45,9 @@ def directives() -> list[Directive]:
     return [
         Directive("install_audit", ops.InstallAuditOp, run, render.render_install),
         Directive("uninstall_audit", ops.UninstallAuditOp, run, render.render_uninstall),
-        Directive("upgrade_audit", ops.UpgradeAuditOp, run, render.render_version_change),
+        Directive(
+            "upgrade_audit", ops.UpgradeAuditOp, toimpl.run_upgrade, render.render_version_change
+        ),
         Directive("downgrade_audit", ops.DowngradeAuditOp, run, render.render_version_change),
         Directive("adopt_audit", ops.AdoptAuditOp, run, render.render_adoption),
         Directive(

@@ -373,6 +373,7 @@ def test_sql_files_are_known() -> None:
         "released/2",
         "released/3",
         "remove_functions",
+        "snapshot_table",
         "steps/1",
         "steps/2",
         "steps/2.down",

@@ -36,7 +36,8 @@ select
         join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_namespace'::regclass
             and d.objid = n.oid and d.deptype = 'e'
     ),
-    coalesce({_REFERENCE_FUNCTIONS}) is not null
+    coalesce({_REFERENCE_FUNCTIONS}) is not null,
+    to_regclass('audit.trail_complete_since') is not null
 """
 
 # Our tracked tables (with the key columns and whether a migration tracked them), and the
@@ -61,6 +62,15 @@ where pn.nspname = 'audit' and p.proname = 'record_row_change'
 
 _VERSION = "select max(version) from audit.schema_version"
 
+# The tables whose trail is complete (audit schema version 4): a finished snapshot, or
+# tracked while empty. A snapshot under way (audit.snapshot_progress) is not complete.
+_COMPLETE = """
+select n.nspname, c.relname
+from audit.trail_complete_since m
+join pg_catalog.pg_class c on c.oid = m.table_oid
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+"""
+
 
 @dataclass(frozen=True)
 class AuditState:
@@ -79,6 +89,9 @@ class AuditState:
     reference_tracked: frozenset[tuple[str, str]] = frozenset()
     #: The options of tracked tables that have some (audit schema version 2).
     options: dict[tuple[str, str], TrackingOptions] = field(default_factory=dict)
+    #: Tables whose trail rebuilds them (audit.trail_complete_since; version 4): a
+    #: snapshot asked for by a flag is taken only for a tracked table not among them.
+    complete: frozenset[tuple[str, str]] = frozenset()
 
     def is_tracked(self, schema: str, table_name: str) -> bool:
         return (schema, table_name) in self.tracked
@@ -112,8 +125,8 @@ def _options(tgargs: bytes) -> TrackingOptions:
 
 
 def read_audit_state(connection: Connection) -> AuditState:
-    """What is installed and what is tracked: at most three catalog queries."""
-    installed, has_version, extension_schemas, reference = connection.exec_driver_sql(
+    """What is installed and what is tracked: at most four catalog queries."""
+    installed, has_version, extension_schemas, reference, has_complete = connection.exec_driver_sql(
         _INSTALLED
     ).one()
     version = connection.exec_driver_sql(_VERSION).scalar() if has_version else None
@@ -130,7 +143,11 @@ def read_audit_state(connection: Connection) -> AuditState:
             options[(schema, table)] = _options(args)
         if by_migration:
             marked.add((schema, table))
+    complete: set[tuple[str, str]] = set()
+    if installed and has_complete:
+        complete = {(schema, table) for schema, table in connection.exec_driver_sql(_COMPLETE)}
     return AuditState(
+        complete=frozenset(complete),
         installed=bool(installed),
         version=version,
         tracked=tracked,

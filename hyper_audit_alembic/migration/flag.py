@@ -14,7 +14,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Mapper
 
 from ..adapters import all_mappers
-from .options import NO_OPTIONS, TrackingOptions, flag_tracking_options
+from .options import NO_OPTIONS, TrackingOptions, flag_snapshot, flag_tracking_options
 
 FLAG_ATTRIBUTE = "__audited__"
 INFO_KEY = "audited"
@@ -87,6 +87,16 @@ def flagged_options(table: Table, owner: Mapper[object] | None) -> TrackingOptio
         key_columns={column.name for column in table.primary_key.columns},
         columns={column.name for column in table.columns},
     )
+
+
+def flagged_snapshot(table: Table, owner: Mapper[object] | None) -> bool:
+    """Whether the flag asks for a baseline snapshot when tracking starts:
+    ``{"snapshot": True}`` (the same dict :func:`flagged_options` reads)."""
+    flags = _model_flags(table, owner) or [table.info.get(INFO_KEY, False)]
+    found = next((flag for flag in flags if isinstance(flag, dict)), None)
+    if found is None:
+        return False
+    return flag_snapshot(found, f"{describe(table, owner)}: {flagged_by(table, owner)}")
 
 
 def flagged_by(table: Table, owner: Mapper[object] | None) -> str:

@@ -39,8 +39,10 @@ from .options import (
     UNCHANGED,
     IntervalOption,
     TimescaleOptions,
+    check_commit,
     check_interval,
     check_partition_option,
+    check_snapshot,
     check_version_change,
     install_options,
     tracking_options,
@@ -168,9 +170,35 @@ class TrackingOp(MigrateOperation):
 
 
 class EnableTrackingOp(TrackingOp):
-    """Start recording every change of one table."""
+    """Start recording every change of one table (and, with ``snapshot``, its rows now)."""
 
     sql_function = "enable_tracking"
+
+    def __init__(
+        self,
+        table_name: str,
+        schema: str | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        skip_unchanged: bool = False,
+        on_replica: bool = False,
+        snapshot: bool = False,
+    ) -> None:
+        super().__init__(
+            table_name,
+            schema,
+            exclude=exclude,
+            skip_unchanged=skip_unchanged,
+            on_replica=on_replica,
+        )
+        # One-off, not an option the triggers keep: the baseline is taken once.
+        self.snapshot = check_snapshot(snapshot)
+
+    def statements(self) -> list[str]:
+        tracking = [self.statement()]
+        if self.snapshot:
+            tracking.append(statements.snapshot_table(self.table_name, self.schema))
+        return tracking
 
     def passes_options(self) -> bool:
         # Without options: the one-argument form (a tracked table keeps its options).
@@ -199,6 +227,7 @@ class EnableTrackingOp(TrackingOp):
         exclude: Iterable[str] = (),
         skip_unchanged: bool = False,
         on_replica: bool = False,
+        snapshot: bool = False,
     ) -> None:
         """Record every INSERT, UPDATE, DELETE and TRUNCATE of a table in the audit trail.
 
@@ -208,6 +237,12 @@ class EnableTrackingOp(TrackingOp):
         a logical replication subscriber applies (row-level ENABLE ALWAYS triggers; audit
         schema version 3). Without options, a table tracked already keeps its options
         (op.alter_tracking() changes them).
+
+        ``snapshot=True`` (audit schema version 4): then record one ``SNAPSHOT`` audit row
+        per row the table holds, in this migration's transaction, so that the trail
+        rebuilds the table from now on (``table_as_of()``). Writes nothing when the trail
+        is complete already (a table tracked while empty, or snapshotted before). For a
+        large table outside a migration: ``call audit.snapshot('t', batch_size => 10000)``.
         """
         operations.invoke(
             cls(
@@ -216,6 +251,7 @@ class EnableTrackingOp(TrackingOp):
                 exclude=exclude,
                 skip_unchanged=skip_unchanged,
                 on_replica=on_replica,
+                snapshot=snapshot,
             )
         )
 
@@ -229,13 +265,15 @@ class EnableTrackingOp(TrackingOp):
         )
 
     def to_diff_tuple(self) -> tuple[Any, ...]:
+        snapshot = ("snapshot",) if self.snapshot else ()
         if not self.has_options:
-            return super().to_diff_tuple()
+            return (*super().to_diff_tuple(), *snapshot)
         return (
             *super().to_diff_tuple(),
             tuple(self.exclude),
             self.skip_unchanged,
             *((True,) if self.on_replica else ()),
+            *snapshot,
         )
 
 
@@ -345,10 +383,12 @@ class DisableTrackingOp(TrackingOp):
 
 
 class ResyncTrackingOp(EnableTrackingOp):
-    """``op.enable_tracking`` for a tracked table whose primary key changed.
+    """``op.enable_tracking`` for a tracked table: its primary key changed, or its flag
+    asks for a snapshot (``snapshot=True``) its trail does not have yet.
 
     Autogenerate's own op, not a directive: written as ``op.enable_tracking(...)`` both
-    ways, because undoing a re-sync is not to stop tracking.
+    ways, because undoing a re-sync or a snapshot is not to stop tracking (the SNAPSHOT
+    rows, history, stay).
     """
 
     def reverse(self) -> EnableTrackingOp:  # type: ignore[override]  # on purpose
@@ -569,19 +609,34 @@ class ConvertAuditToHypertableOp(MigrateOperation):
 class UpgradeAuditOp(MigrateOperation):
     """Upgrade the audit schema from one released version to a later one."""
 
-    def __init__(self, from_version: int, to_version: int) -> None:
+    def __init__(self, from_version: int, to_version: int, commit: bool = False) -> None:
         check_version_change("op.upgrade_audit", from_version, to_version, upward=True)
         self.from_version = from_version
         self.to_version = to_version
+        self.commit = check_commit(commit)
 
     @classmethod
-    def upgrade_audit(cls, operations: Operations, *, from_version: int, to_version: int) -> None:
+    def upgrade_audit(
+        cls, operations: Operations, *, from_version: int, to_version: int, commit: bool = False
+    ) -> None:
         """Upgrade the audit schema from ``from_version`` to ``to_version``.
 
         Every recorded row stays and stays readable; tracked tables stay tracked. Fails,
         changing nothing, unless the database's audit schema is at ``from_version``.
+
+        ``commit=True``: commit the migration's transaction once the upgrade is done and
+        go on in a new one (Alembic's ``autocommit_block()``; ``COMMIT``/``BEGIN`` in
+        offline SQL). Needed when an ``op.enable_tracking(..., snapshot=True)`` follows
+        in the same transaction: PostgreSQL cannot write the label SNAPSHOT that the
+        upgrade to version 4 adds before that commits. Autogenerate writes it then. As
+        with every ``autocommit_block()``, what ran before stays committed if a later
+        operation fails.
         """
-        operations.invoke(cls(from_version, to_version))
+        operations.invoke(cls(from_version, to_version, commit=commit))
+
+    def commits(self) -> bool:
+        """Whether the migration's transaction is committed after the upgrade."""
+        return self.commit
 
     def statements(self) -> list[str]:
         return sql.upgrade_statements(self.from_version, self.to_version)
@@ -589,8 +644,8 @@ class UpgradeAuditOp(MigrateOperation):
     def reverse(self) -> DowngradeAuditOp:
         return DowngradeAuditOp(self.to_version, self.from_version)
 
-    def to_diff_tuple(self) -> tuple[str, int, int]:
-        return ("upgrade_audit", self.from_version, self.to_version)
+    def to_diff_tuple(self) -> tuple[Any, ...]:
+        return ("upgrade_audit", self.from_version, self.to_version, *(("commit",) * self.commit))
 
 
 class DowngradeAuditOp(MigrateOperation):

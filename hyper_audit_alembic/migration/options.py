@@ -42,8 +42,11 @@ class TrackingOptions:
 
 NO_OPTIONS = TrackingOptions()
 
-#: The keys of a flag's dict: ``__audited__ = {"exclude": [...], ...}``.
+#: The tracking options of a flag's dict: ``__audited__ = {"exclude": [...], ...}``.
 OPTION_KEYS = ("exclude", "skip_unchanged", "on_replica")
+#: Every key of a flag's dict: the tracking options and ``snapshot`` (a one-off baseline
+#: when tracking starts, not an option the triggers keep: :func:`check_snapshot`).
+FLAG_KEYS = (*OPTION_KEYS, "snapshot")
 
 
 def tracking_options(
@@ -71,11 +74,11 @@ def flag_tracking_options(
     flag: Mapping[Any, Any], where: str, key_columns: set[str], columns: set[str]
 ) -> TrackingOptions:
     """The options a flag's dict asks for, checked against its table's columns."""
-    unknown = sorted(set(map(str, flag)) - set(OPTION_KEYS))
+    unknown = sorted(set(map(str, flag)) - set(FLAG_KEYS))
     if unknown:
         raise AuditOperationError(
             f"hyper_audit: {where} has unknown option(s) {', '.join(unknown)}; "
-            f"the options are {', '.join(OPTION_KEYS)}"
+            f"the options are {', '.join(FLAG_KEYS)}"
         )
     options = tracking_options(
         flag.get("exclude", ()),
@@ -99,7 +102,38 @@ def flag_tracking_options(
     return options
 
 
+def check_snapshot(snapshot: object, where: str = "") -> bool:
+    """``snapshot``: True or False, as ``op.enable_tracking(..., snapshot=...)`` or a flag's
+    ``{"snapshot": ...}`` gives it.
+
+    A baseline taken once, when tracking starts (one SNAPSHOT audit row per row the table
+    holds): not a tracking option, so it is never compared with the triggers' options.
+    """
+    if not isinstance(snapshot, bool):
+        prefix = f"hyper_audit: {where}: " if where else "op.enable_tracking: "
+        raise AuditOperationError(
+            f"{prefix}snapshot must be True (record the rows the table holds as its baseline) "
+            f"or False, not {snapshot!r}"
+        )
+    return snapshot
+
+
+def flag_snapshot(flag: Mapping[Any, Any], where: str) -> bool:
+    """Whether a flag's dict asks for a baseline snapshot: ``{"snapshot": True}``."""
+    return check_snapshot(flag.get("snapshot", False), where)
+
+
 # -- audit schema versions -------------------------------------------------------------
+
+
+def check_commit(commit: object) -> bool:
+    """``op.upgrade_audit(..., commit=...)``: True or False."""
+    if not isinstance(commit, bool):
+        raise AuditOperationError(
+            f"op.upgrade_audit: commit must be True (commit the upgrade before the operations "
+            f"after it) or False, not {commit!r}"
+        )
+    return commit
 
 
 def check_version_change(

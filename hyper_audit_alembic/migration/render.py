@@ -53,6 +53,7 @@ def render_tracking(
         args += [f"exclude={op.exclude!r}"] if op.exclude else []
         args += ["skip_unchanged=True"] if op.skip_unchanged else []
         args += ["on_replica=True"] if op.on_replica else []
+        args += ["snapshot=True"] if getattr(op, "snapshot", False) else []
     return directive_call(autogen_context, op.sql_function, *args)
 
 
@@ -82,11 +83,13 @@ def render_convert(autogen_context: AutogenContext, op: ConvertAuditToHypertable
 def render_version_change(
     autogen_context: AutogenContext, op: UpgradeAuditOp | DowngradeAuditOp
 ) -> str:
+    commit = ["commit=True"] if getattr(op, "commit", False) else []
     return directive_call(
         autogen_context,
-        op.to_diff_tuple()[0],
+        str(op.to_diff_tuple()[0]),
         f"from_version={op.from_version!r}",
         f"to_version={op.to_version!r}",
+        *commit,
     )
 
 

@@ -49,6 +49,12 @@ def track_table(
     )
 
 
+def snapshot_table(table_name: str, schema: str | None) -> str:
+    """The DO block of op.enable_tracking(..., snapshot=True) after the tracking: one
+    SNAPSHOT audit row per row the table holds (sql/snapshot_table.sql)."""
+    return sql.filled("snapshot_table", {"target": qualified_name(table_name, schema)})
+
+
 def untrack_table(table_name: str, schema: str | None) -> str:
     """The DO block of op.disable_tracking(): its checks, then the call
     (sql/untrack_table.sql)."""

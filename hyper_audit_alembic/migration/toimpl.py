@@ -16,7 +16,7 @@ from .ops import UNADOPT_REFUSAL
 if TYPE_CHECKING:
     from alembic.operations import Operations
 
-    from .ops import UnadoptAuditOp
+    from .ops import UnadoptAuditOp, UpgradeAuditOp
 
 
 class HasStatements(Protocol):
@@ -51,6 +51,21 @@ def emit(operations: Operations, statements: Iterable[str]) -> None:
 def run_statements(operations: Operations, operation: HasStatements) -> None:
     """Every op but op.unadopt_audit(): its SQL."""
     emit(operations, operation.statements())
+
+
+def run_upgrade(operations: Operations, operation: UpgradeAuditOp) -> None:
+    """op.upgrade_audit(): its SQL; with ``commit=True`` then a commit, and the migration
+    goes on in a new transaction.
+
+    An empty ``autocommit_block()`` is Alembic's commit point: online it commits the
+    migration's transaction and begins another; offline it writes ``COMMIT;`` and
+    ``BEGIN;``. What follows (a snapshot) can then write the label SNAPSHOT the upgrade
+    added, which PostgreSQL refuses in the adding transaction.
+    """
+    emit(operations, operation.statements())
+    if operation.commits():
+        with operations.get_context().autocommit_block():
+            pass
 
 
 def refuse_unadopt(operations: Operations, operation: UnadoptAuditOp) -> None:

@@ -5,6 +5,13 @@ table's ``ModifyTableOps`` in place: ``disable_tracking`` right before the table
 (and so before a ``drop_table``), the others right after it. Downgrades, made by
 reversing the list, mirror it, and with ``render_as_batch=True`` no audit operation lands
 inside a ``with op.batch_alter_table(...)`` block.
+
+It also orders the upgrade of the audit schema before the snapshots it makes possible:
+PostgreSQL cannot write the label SNAPSHOT (added by the upgrade to version 4) in the
+transaction that added it, so an ``op.upgrade_audit()`` to version 4 followed by a
+snapshot is written ``commit=True`` (the upgrade commits, the snapshot runs after).
+An ``op.adopt_audit()`` adds the label too: its snapshots are left to the next
+autogenerate (the table is tracked and its trail not complete, so it proposes them).
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from alembic.operations import MigrateOperation
 from alembic.operations.ops import ModifyTableOps
 from alembic.util import DispatchPriority, PriorityDispatchResult
 
-from ..ops import DisableTrackingOp, TrackingOp
+from ..ops import AdoptAuditOp, DisableTrackingOp, EnableTrackingOp, TrackingOp, UpgradeAuditOp
+from .run import log
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -59,4 +67,31 @@ def place_tracking_ops(
             placed.append(upgrade_op)
         placed += [o for o in tracking if not isinstance(o, DisableTrackingOp)]
     upgrade_ops.ops[:] = placed
+    _order_snapshots(placed)
     return PriorityDispatchResult.CONTINUE
+
+
+#: The audit schema version that adds the label SNAPSHOT.
+SNAPSHOT_VERSION = 4
+
+
+def _order_snapshots(placed: list[MigrateOperation]) -> None:
+    """Commit the upgrade that adds the label SNAPSHOT before the snapshots that write it."""
+    snapshots = [o for o in placed if isinstance(o, EnableTrackingOp) and o.snapshot]
+    if not snapshots:
+        return
+    for lifecycle_op in placed:
+        if (
+            isinstance(lifecycle_op, UpgradeAuditOp)
+            and lifecycle_op.from_version < SNAPSHOT_VERSION <= lifecycle_op.to_version
+        ):
+            lifecycle_op.commit = True
+            log.info("Detected snapshot after the audit schema upgrade: the upgrade commits first")
+        elif isinstance(lifecycle_op, AdoptAuditOp):
+            for snapshot in snapshots:
+                snapshot.snapshot = False
+                log.info(
+                    "Snapshot of table %r left to the next autogenerate: op.adopt_audit() "
+                    "must commit first",
+                    snapshot.table_name,
+                )

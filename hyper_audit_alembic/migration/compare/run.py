@@ -20,7 +20,14 @@ from alembic.util import CommandError
 from sqlalchemy import Table
 
 from ..catalog import AuditState, read_audit_state
-from ..flag import describe, flagged_by, flagged_options, is_flagged, owning_mappers
+from ..flag import (
+    describe,
+    flagged_by,
+    flagged_options,
+    flagged_snapshot,
+    is_flagged,
+    owning_mappers,
+)
 from ..ops import InstallAuditOp
 from ..options import TrackingOptions, declared_install_options
 
@@ -46,6 +53,8 @@ class AutogenerateRun:
     flagged_by: dict[tuple[str | None, str], str]
     #: The options each flagged table's flag asks for.
     options: dict[tuple[str | None, str], TrackingOptions]
+    #: The flagged tables whose flag asks for a baseline snapshot (``{"snapshot": True}``).
+    snapshot: frozenset[tuple[str | None, str]] = frozenset()
     # Where op.install_audit() goes if a table comparator finds a table to track.
     install_into: UpgradeOps | None = None
     #: op.install_audit()'s layout options, as env.py declares them.
@@ -106,6 +115,9 @@ def run_of(autogen_context: AutogenContext) -> AutogenerateRun:
         described={(t.schema, t.name): describe(t, owners.get(t)) for t in flagged_tables},
         flagged_by={(t.schema, t.name): flagged_by(t, owners.get(t)) for t in flagged_tables},
         options={(t.schema, t.name): flagged_options(t, owners.get(t)) for t in flagged_tables},
+        snapshot=frozenset(
+            (t.schema, t.name) for t in flagged_tables if flagged_snapshot(t, owners.get(t))
+        ),
         install_options=declared_install_options(autogen_context.opts),
     )
     _runs[autogen_context] = found

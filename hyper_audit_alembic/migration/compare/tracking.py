@@ -6,6 +6,13 @@ whose flag was removed or that is dropped (never for one tracked by hand: that i
 warning with the fix), change the options of one whose flag asks for others, and re-read
 the key columns of one whose primary key changed. The ops go into the table's
 ``ModifyTableOps``; :mod:`.placement` moves them to the top level afterwards.
+
+A flag's ``{"snapshot": True}`` asks for a complete trail: ``snapshot=True`` on the
+``op.enable_tracking()`` of a table that exists already (a table created by the same
+migration is empty, and tracking an empty table marks its trail complete), and
+``op.enable_tracking(..., snapshot=True)`` for a tracked table whose trail is not
+complete (tracked before the flag asked, or before audit schema version 4). Once the
+snapshot ran, the trail is complete and nothing more is proposed.
 """
 
 from __future__ import annotations
@@ -70,7 +77,10 @@ def compare_table_tracking(
                 f"(primary_key=True on its id column), or remove {run.flagged_by[key]}."
             )
         run.need_installed()
-        options = run.options[(metadata_table.schema, metadata_table.name)]
+        key = (metadata_table.schema, metadata_table.name)
+        options = run.options[key]
+        # A table the migration creates is empty: tracking it marks its trail complete.
+        snapshot = key in run.snapshot and conn_table is not None
         modify_table_ops.ops.append(
             EnableTrackingOp(
                 tname,
@@ -78,9 +88,10 @@ def compare_table_tracking(
                 exclude=options.exclude,
                 skip_unchanged=options.skip_unchanged,
                 on_replica=options.on_replica,
+                snapshot=snapshot,
             )
         )
-        log.info("Detected tracking enabled for table %r", shown)
+        log.info("Detected tracking enabled for table %r%s", shown, " with a snapshot" * snapshot)
     elif (tracked or adopted) and not wanted:
         if metadata_table is None or (real_schema, tname) in run.state.marked:
             # The table goes, or its flag was removed: tracking stops (undone with the
@@ -124,7 +135,27 @@ def compare_table_tracking(
         if key_columns and key_columns != set(run.state.tracked[(real_schema, tname)]):
             modify_table_ops.ops.append(ResyncTrackingOp(tname, schema=schema))
             log.info("Detected tracking key columns changed for table %r", shown)
+    if (
+        tracked
+        and wanted
+        and metadata_table is not None
+        and (metadata_table.schema, metadata_table.name) in run.snapshot
+        and (real_schema, tname) not in run.state.complete
+    ):
+        _add_snapshot(modify_table_ops, tname, schema)
+        log.info("Detected snapshot wanted for table %r", shown)
     return PriorityDispatchResult.CONTINUE
+
+
+def _add_snapshot(modify_table_ops: ModifyTableOps, tname: str, schema: str | None) -> None:
+    """``op.enable_tracking(..., snapshot=True)`` for a tracked table (undone by
+    ``op.enable_tracking(...)``: the SNAPSHOT rows are history and stay); the re-sync
+    proposed for it, if any, takes the snapshot instead."""
+    for proposed in modify_table_ops.ops:
+        if type(proposed) is ResyncTrackingOp:
+            proposed.snapshot = True
+            return
+    modify_table_ops.ops.append(ResyncTrackingOp(tname, schema=schema, snapshot=True))
 
 
 def _options_differ(

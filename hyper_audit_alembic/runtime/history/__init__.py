@@ -7,6 +7,7 @@ Re-exports the public functions of the modules that do each job:
 - :mod:`.resolve`: which table, with which key columns, under which oids;
 - :mod:`.versions`: the queries (:func:`history`, :func:`as_of`, :func:`table_history`,
   :func:`transaction_history`, :func:`context_history`, :func:`lookup_record`);
+- :mod:`.table_as_of`: a whole table as it stood at a time (:func:`table_as_of`);
 - :mod:`.format`: an audit row as JSON, a history as a text table.
 """
 
@@ -14,6 +15,7 @@ from .format import render_versions, version_as_json
 from .model import Operation, RecordVersion
 from .record_id import RECORD_ID_NAMESPACE, key_text, record_id
 from .resolve import ResolvedTable, parse_table_name
+from .table_as_of import PastRow, table_as_of
 from .versions import (
     as_of,
     context_history,
@@ -26,6 +28,7 @@ from .versions import (
 __all__ = [
     "RECORD_ID_NAMESPACE",
     "Operation",
+    "PastRow",
     "RecordVersion",
     "ResolvedTable",
     "as_of",
@@ -36,6 +39,7 @@ __all__ = [
     "parse_table_name",
     "record_id",
     "render_versions",
+    "table_as_of",
     "table_history",
     "transaction_history",
     "version_as_json",

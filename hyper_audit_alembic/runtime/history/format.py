@@ -34,9 +34,9 @@ def version_as_json(version: RecordVersion) -> dict[str, Any]:
 def render_versions(versions: Sequence[RecordVersion], columns: Sequence[str] = ()) -> str:
     """A history as a text table: ts, op, actor, context, and what changed.
 
-    An INSERT or a DELETE shows the whole row, an UPDATE the columns it changed as
-    ``column: before -> after`` (``columns`` sets their order); values and the context
-    are written as JSON.
+    An INSERT, a DELETE or a SNAPSHOT (the row as the baseline found it) shows the whole
+    row, an UPDATE the columns it changed as ``column: before -> after`` (``columns``
+    sets their order); values and the context are written as JSON.
     """
     order = {name: position for position, name in enumerate(columns)}
 

@@ -18,12 +18,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Operation(str, enum.Enum):
-    """The ``audit.operation`` labels; members compare equal to their strings."""
+    """The ``audit.operation`` labels; members compare equal to their strings.
+
+    ``SNAPSHOT`` (audit schema version 4): a row the table held when its baseline was
+    taken (``op.enable_tracking(..., snapshot=True)``, ``audit.snapshot()``), recorded
+    like an INSERT (``record`` and ``record_id``, no ``old_*``) but not a change.
+    """
 
     INSERT = "INSERT"
     UPDATE = "UPDATE"
     DELETE = "DELETE"
     TRUNCATE = "TRUNCATE"
+    SNAPSHOT = "SNAPSHOT"
 
     def __str__(self) -> str:
         return self.value
@@ -104,7 +110,8 @@ class RecordVersion(AuditBase):
 
     @property
     def values(self) -> dict[str, Any] | None:
-        """The row after the change, or before it for a DELETE (None for a TRUNCATE)."""
+        """The row after the change, or before it for a DELETE (None for a TRUNCATE); for
+        a SNAPSHOT the row as it was when the baseline was taken."""
         return self.record if self.record is not None else self.old_record
 
     @property
@@ -112,8 +119,12 @@ class RecordVersion(AuditBase):
         """``{column: (before, after)}`` for the columns this change set or altered.
 
         An INSERT lists every column with ``before`` None, a DELETE every column with
-        ``after`` None, an UPDATE only the columns whose value changed.
+        ``after`` None, an UPDATE only the columns whose value changed. A SNAPSHOT is a
+        baseline, not a change: ``{}`` (its row is :attr:`values`; what it held before
+        tracking began is not known, so no column shows as set from None).
         """
+        if self.op == Operation.SNAPSHOT:
+            return {}
         old = self.old_record or {}
         new = self.record or {}
         names = list(new) + [name for name in old if name not in new]

@@ -192,17 +192,16 @@ def as_of(session: Session, model: object, pk: object, when: dt.datetime) -> dic
     None when the record did not exist then: not inserted yet, deleted, or removed by a
     TRUNCATE of its table. Values are as the audit row stores them (JSON: numbers,
     strings, timestamps as ISO text). Changes count from the start of their transaction
-    (``ts``). Only changes made while the table was tracked are known: a record that
-    existed before tracking began is None until its first recorded change.
+    (``ts``); of those with ``ts <= when``, the last written (highest audit id) counts,
+    as in ``audit.table_as_of`` (a record's writers hold its row lock, so id order is
+    their order). Only rows the trail recorded are known: a record that existed before
+    tracking began is None until its first recorded change, or its SNAPSHOT row (the
+    baseline ``op.enable_tracking(..., snapshot=True)`` records).
     """
     if when.utcoffset() is None:
         raise ValueError("as_of: pass a timezone-aware datetime (audit times are timestamptz)")
     target, versions = lookup_record(session, model, pk)
-    last = None
-    for version in versions:
-        if version.ts > when:
-            break
-        last = version
+    last = max((v for v in versions if v.ts <= when), key=lambda v: v.id, default=None)
     if last is None or last.record is None:
         return None
     rv = RecordVersion
@@ -211,7 +210,7 @@ def as_of(session: Session, model: object, pk: object, when: dt.datetime) -> dic
         .where(target.row_filter())
         .where(rv.op == Operation.TRUNCATE)
         .where(rv.ts <= when)
-        .where(sa.tuple_(rv.ts, rv.id) > sa.tuple_(sa.literal(last.ts), sa.literal(last.id)))
+        .where(rv.id > last.id)
         .limit(1)
     )
     return None if truncated else dict(last.record)
