@@ -22,7 +22,16 @@ from benchmarks.report import build_report
 from benchmarks.results import BenchmarkError, Results, log
 from benchmarks.server import benchmark_server
 from benchmarks.variants import DATABASES, setup_variants
-from benchmarks.workloads import Run, Workload, autogenerate, breakdown, bulk, history, pgbench
+from benchmarks.workloads import (
+    Run,
+    Workload,
+    autogenerate,
+    breakdown,
+    bulk,
+    column_history,
+    history,
+    pgbench,
+)
 
 RESULTS_MD = Path(__file__).resolve().parent / "results.md"
 
@@ -33,6 +42,8 @@ WORKLOADS: tuple[Workload, ...] = (
     breakdown.WORKLOAD,
     history.WORKLOAD,
     autogenerate.WORKLOAD,
+    column_history.WORKLOAD,
+    column_history.WORKLOAD_10M,
 )
 
 

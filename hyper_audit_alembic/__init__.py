@@ -14,21 +14,31 @@ Alembic). The layout of the package:
 
 from .runtime.context import audit_context
 from .runtime.history import (
+    ColumnChange,
     RecordVersion,
+    VersionDiff,
     as_of,
+    column_history,
     context_history,
+    diff,
     history,
+    net_changes,
     record_id,
     table_history,
     transaction_history,
 )
 
 __all__ = [
+    "ColumnChange",
     "RecordVersion",
+    "VersionDiff",
     "as_of",
     "audit_context",
+    "column_history",
     "context_history",
+    "diff",
     "history",
+    "net_changes",
     "record_id",
     "table_history",
     "transaction_history",
