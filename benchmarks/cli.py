@@ -28,6 +28,7 @@ from benchmarks.workloads import (
     autogenerate,
     breakdown,
     bulk,
+    column_history,
     history,
     pgbench,
     snapshot,
@@ -43,6 +44,8 @@ WORKLOADS: tuple[Workload, ...] = (
     history.WORKLOAD,
     autogenerate.WORKLOAD,
     snapshot.WORKLOAD,
+    column_history.WORKLOAD,
+    column_history.WORKLOAD_10M,
 )
 
 

@@ -15,12 +15,17 @@ Alembic). The layout of the package:
 from .errors import IncompleteTrailError
 from .runtime.context import audit_context
 from .runtime.history import (
+    ColumnChange,
     Operation,
     PastRow,
     RecordVersion,
+    VersionDiff,
     as_of,
+    column_history,
     context_history,
+    diff,
     history,
+    net_changes,
     record_id,
     table_as_of,
     table_history,
@@ -28,14 +33,19 @@ from .runtime.history import (
 )
 
 __all__ = [
+    "ColumnChange",
     "IncompleteTrailError",
     "Operation",
     "PastRow",
     "RecordVersion",
+    "VersionDiff",
     "as_of",
     "audit_context",
+    "column_history",
     "context_history",
+    "diff",
     "history",
+    "net_changes",
     "record_id",
     "table_as_of",
     "table_history",

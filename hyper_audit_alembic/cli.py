@@ -1,4 +1,4 @@
-"""The command line: ``python -m hyper_audit_alembic init | demo | history``.
+"""The command line: ``python -m hyper_audit_alembic init | demo | history | diff``.
 
 Also installed as the ``hyper-audit-alembic`` script. Each command is a thin layer over
 the package (templates, the demo, the history API); this module only parses arguments and
@@ -117,6 +117,129 @@ def _count(versions: Sequence[object]) -> str:
     if snapshots:
         count = f"{snapshots} snapshot{'' if snapshots == 1 else 's'}, {count}"
     return count
+
+
+def _shown(value: object) -> object:
+    """A typed value as JSON-ready data: exact numbers and times as text."""
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    if isinstance(value, (bytes, memoryview)):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(v) for v in value]
+    return value
+
+
+def _diff(args: argparse.Namespace) -> int:
+    import json
+    from decimal import Decimal
+
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from .runtime.history import diff_versions, lookup_record, net_changes, parse_table_name
+
+    if not args.url:
+        raise CommandError(
+            "no database given: pass --url postgresql://user:password@host/dbname "
+            "or set DATABASE_URL"
+        )
+    url = postgresql_url(args.url)
+    schema, _ = parse_table_name(args.table)
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        connect(engine, url).close()
+        with Session(engine) as session:
+            if session.scalar(sa.text("select to_regclass('audit.record_version')")) is None:
+                if session.scalar(sa.text("select to_regclass(:t)"), {"t": args.table}) is None:
+                    raise CommandError(f"no such table: {args.table}")
+                raise CommandError(
+                    f"no audit trail in {where(url)}: install it (op.install_audit() in a "
+                    "migration), then track the table"
+                )
+            if not session.scalar(sa.text(_HAS_VERSION_2_COLUMNS)):
+                raise CommandError(
+                    "the audit trail in this database is older than audit schema "
+                    "version 2: upgrade it (op.upgrade_audit() in a migration) to read it here"
+                )
+            target, versions = lookup_record(session, args.table, tuple(args.key), read_as_sql=True)
+            if not versions:
+                _explain_no_rows(session, args.table, schema, target)
+            versions = [
+                v
+                for v in versions
+                if (args.from_version is None or v.id >= args.from_version)
+                and (args.to_version is None or v.id <= args.to_version)
+            ]
+            diffs = diff_versions(session, target, versions)
+    except sa.exc.DBAPIError as error:
+        message = str(error.orig).strip().splitlines() or [str(error)]
+        raise CommandError(message[0]) from error
+    finally:
+        engine.dispose()
+
+    def show(value: object) -> str:
+        if isinstance(value, Decimal):
+            return str(value)
+        return json.dumps(_shown(value), ensure_ascii=False)
+
+    title = f"{args.table} ({', '.join(target.key_columns)}) = ({', '.join(args.key)})"
+    if args.json:
+        if args.net:
+            print(
+                json.dumps(
+                    {name: _shown(list(change)) for name, change in net_changes(diffs).items()},
+                    ensure_ascii=False,
+                    indent=2,
+                )
+            )
+        else:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "id": d.id,
+                            "op": str(d.op),
+                            "ts": d.ts.isoformat(),
+                            "actor": d.version.actor,
+                            "context": d.version.context,
+                            "changes": {n: _shown(list(c)) for n, c in d.changes.items()},
+                            "dropped": {n: _shown(list(c)) for n, c in d.dropped.items()},
+                        }
+                        for d in diffs
+                    ],
+                    ensure_ascii=False,
+                    indent=2,
+                )
+            )
+        return 0 if diffs else 1
+    if not diffs:
+        print(f"no audit rows for {title}", file=sys.stderr)
+        return 1
+    if args.net:
+        print(f"{title}: from before version {diffs[0].id} to after version {diffs[-1].id}")
+        for name, (before, after) in net_changes(diffs).items():
+            print(f"  {name}: {show(before)} -> {show(after)}")
+        return 0
+    print(f"{title}: {len(diffs)} version{'' if len(diffs) == 1 else 's'}")
+    for entry in diffs:
+        context = "" if entry.version.context is None else " " + show(entry.version.context)
+        print(f"version {entry.id} {entry.op} {entry.ts} by {entry.version.actor}{context}")
+        for name, (before, after) in entry.changes.items():
+            print(f"  {name}: {show(before)} -> {show(after)}")
+        for name, (before, after) in entry.dropped.items():
+            print(f"  {name} (dropped since): {show(before)} -> {show(after)}")
+    return 0
 
 
 _TRACKED = """
@@ -257,6 +380,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         "key", nargs="+", help="the primary-key value(s), in the order of the table's columns"
     )
     history.set_defaults(handler=_history)
+
+    diff_command = commands.add_parser(
+        "diff",
+        help="print what each version of one record changed (column: before -> after)",
+        parents=[debug_flag],
+    )
+    diff_command.add_argument(
+        "--url", default=os.environ.get("DATABASE_URL"), help="the database (or DATABASE_URL)"
+    )
+    diff_command.add_argument("--json", action="store_true", help="print the changes as JSON")
+    diff_command.add_argument(
+        "--from",
+        dest="from_version",
+        type=int,
+        metavar="V",
+        help="from audit row id V on (the versions' ids, as history --json shows them)",
+    )
+    diff_command.add_argument(
+        "--to", dest="to_version", type=int, metavar="V", help="up to audit row id V"
+    )
+    diff_command.add_argument(
+        "--net",
+        action="store_true",
+        help="one difference: before the first version shown and after the last",
+    )
+    diff_command.add_argument("table", help='the table, e.g. account or xyz."Members"')
+    diff_command.add_argument(
+        "key", nargs="+", help="the primary-key value(s), in the order of the table's columns"
+    )
+    diff_command.set_defaults(handler=_diff)
 
     args = parser.parse_args(argv)
     try:

@@ -8,9 +8,19 @@ Re-exports the public functions of the modules that do each job:
 - :mod:`.versions`: the queries (:func:`history`, :func:`as_of`, :func:`table_history`,
   :func:`transaction_history`, :func:`context_history`, :func:`lookup_record`);
 - :mod:`.table_as_of`: a whole table as it stood at a time (:func:`table_as_of`);
+- :mod:`.diff`: what each version changed (:func:`diff`, :func:`net_changes`) and
+  every change of one column (:func:`column_history`);
 - :mod:`.format`: an audit row as JSON, a history as a text table.
 """
 
+from .diff import (
+    ColumnChange,
+    VersionDiff,
+    column_history,
+    diff,
+    diff_versions,
+    net_changes,
+)
 from .format import render_versions, version_as_json
 from .model import Operation, RecordVersion
 from .record_id import RECORD_ID_NAMESPACE, key_text, record_id
@@ -27,15 +37,21 @@ from .versions import (
 
 __all__ = [
     "RECORD_ID_NAMESPACE",
+    "ColumnChange",
     "Operation",
     "PastRow",
     "RecordVersion",
     "ResolvedTable",
+    "VersionDiff",
     "as_of",
+    "column_history",
     "context_history",
+    "diff",
+    "diff_versions",
     "history",
     "key_text",
     "lookup_record",
+    "net_changes",
     "parse_table_name",
     "record_id",
     "render_versions",
