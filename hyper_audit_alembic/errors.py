@@ -1,7 +1,7 @@
 """Every exception class hyper_audit_alembic defines, in one place.
 
 Bad input elsewhere is a ``ValueError`` or ``TypeError`` (the history API, URLs) or
-Alembic's own ``CommandError`` (autogenerate, the command line); these are the two
+Alembic's own ``CommandError`` (autogenerate, the command line); these are the
 situations that have a class of their own:
 
 - :class:`AuditOperationError`: an audit operation (``op.install_audit(...)`` & co.) or
@@ -9,6 +9,9 @@ situations that have a class of their own:
   command line prints it as one line (``FAILED: ...``) rather than a traceback.
 - :class:`PostgresNotFound`: the developer tools (demo, tests) found no PostgreSQL
   server binaries to start a throwaway server with.
+- :class:`ConflictError`: ``restore()`` or a revert found rows changed since the audit
+  rows it works from (changed outside the trail, or later by someone else), and wrote
+  nothing; it carries the conflicts.
 
 Why :class:`AuditOperationError` is made on first use: importing alembic runs our
 plugin's ``setup()`` (Alembic loads its ``alembic.plugins`` entry points as it is
@@ -20,13 +23,31 @@ which happens after alembic is whole.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["AuditOperationError", "PostgresNotFound"]
+if TYPE_CHECKING:
+    from .runtime.timemachine.plan import Conflict, WritePlan
+
+__all__ = ["AuditOperationError", "ConflictError", "PostgresNotFound"]
 
 
 class PostgresNotFound(RuntimeError):
     """No PostgreSQL server binaries were found (``initdb``, ``pg_ctl``)."""
+
+
+class ConflictError(RuntimeError):
+    """A restore or revert refused: rows changed since the audit rows it works from.
+
+    Nothing was written. ``conflicts`` lists each one (table, key, why, the columns or
+    audit rows involved); ``plan`` is what would have been written. The message is one
+    line: the first conflict, how many more, and the fix.
+    """
+
+    def __init__(self, message: str, conflicts: Sequence[Conflict], plan: WritePlan) -> None:
+        super().__init__(message)
+        self.conflicts: tuple[Conflict, ...] = tuple(conflicts)
+        self.plan = plan
 
 
 if TYPE_CHECKING:

@@ -24,6 +24,7 @@ class Operation(str, enum.Enum):
     UPDATE = "UPDATE"
     DELETE = "DELETE"
     TRUNCATE = "TRUNCATE"
+    SNAPSHOT = "SNAPSHOT"
 
     def __str__(self) -> str:
         return self.value
