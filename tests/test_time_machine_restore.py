@@ -7,6 +7,9 @@ through a SQLAlchemy Session, checks through an autocommit psycopg2 connection.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -397,3 +400,74 @@ def test_timescale_layout(ts_engine: sa.Engine, ts_url: str) -> None:
             revert_transaction(session, txid)
             session.commit()
         assert rows(db) == [(1, "Ann", 10)]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "hyper_audit_alembic", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+
+
+def test_cli_restore_and_revert(db: Db, db_url: str) -> None:
+    db.run("insert into account values (1, 'Ann', 10)")
+    first = last_id(db)
+    db.run("update account set balance = 20 where id = 1")
+    done = cli("restore", "--url", db_url, "account", "1", "--to", str(first), "--dry-run")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (
+        "UPDATE public.account (id)=(1): balance: 20 -> 10\n"
+        "dry run: 1 row would be written, nothing written\n"
+    )
+    assert rows(db) == [(1, "Ann", 20)]
+    before = last_id(db)
+    done = cli("restore", "--url", db_url, "account", "1", "--to", str(first), "--actor", "ops")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (
+        "UPDATE public.account (id)=(1): balance: 20 -> 10\nwrote 1 row (committed)\n"
+    )
+    assert rows(db) == [(1, "Ann", 10)]
+    assert [(op, actor) for op, _, _, actor, _ in audit(db, before)] == [("UPDATE", "ops")]
+    txid = db.one("select transaction_id::text::bigint from audit.record_version where id = %s",
+                  [last_id(db)])  # fmt: skip
+    done = cli("revert", "--url", db_url, "--transaction", str(txid), "--reason", "oops")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (
+        "UPDATE public.account (id)=(1): balance: 10 -> 20\nwrote 1 row (committed)\n"
+    )
+    assert rows(db) == [(1, "Ann", 20)]
+    assert audit(db, last_id(db) - 1)[0][4] == {"reason": "oops"}
+    db.run("delete from account")
+    done = cli("restore", "--url", db_url, "account", "1")  # no --to: undelete
+    assert (
+        done.stdout.splitlines()[0]
+        == 'INSERT public.account (id)=(1): id=1, name="Ann", balance=20'
+    )
+    assert rows(db) == [(1, "Ann", 20)]
+    # One-line errors.
+    db.run("alter table account disable trigger user")
+    db.run("update account set name = 'Zed'")
+    db.run("alter table account enable trigger user")
+    done = cli("restore", "--url", db_url, "account", "1", "--to", str(first))
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "error: restore: public.account (id)=(1): differs from its last recorded version "
+        f"(audit row {last_id(db)}): changed outside the audit trail (name); nothing "
+        "written: pass force=True to overwrite it\n"
+    )
+    done = cli("restore", "--url", db_url, "account", "1", "--to", "2024-05-01")
+    assert (done.returncode, done.stderr) == (
+        1, "error: --to 2024-05-01: give the time zone too, e.g. 2024-05-01+00:00\n"
+    )  # fmt: skip
+    done = cli("revert", "--url", db_url)
+    assert (done.returncode, done.stderr) == (
+        1, "error: revert needs --transaction N or --context key=value (one of them)\n"
+    )  # fmt: skip
+    done = cli("revert", "--url", db_url, "--context", "request_id=nope")
+    assert (done.returncode, done.stderr) == (
+        1, 'error: revert: no audit rows for context {"request_id": "nope"}: nothing to revert\n'
+    )  # fmt: skip
