@@ -471,3 +471,27 @@ def test_cli_restore_and_revert(db: Db, db_url: str) -> None:
     assert (done.returncode, done.stderr) == (
         1, 'error: revert: no audit rows for context {"request_id": "nope"}: nothing to revert\n'
     )  # fmt: skip
+
+
+def test_a_truncate_since_is_a_conflict_of_the_table(db: Db, engine: sa.Engine) -> None:
+    db.run("insert into account values (1, 'Ann', 10)")
+    with Session(engine) as session:
+        session.execute(sa.text("update account set balance = 11"))
+        txid = session.scalar(sa.text("select pg_current_xact_id()::text::bigint"))
+        session.commit()
+    db.run("truncate account")
+    truncate_id = last_id(db)
+    truncate_txid = db.one(
+        "select transaction_id::text::bigint from audit.record_version where id = %s",
+        [truncate_id],
+    )
+    with Session(engine) as session:
+        plan = revert_transaction(session, txid, dry_run=True)
+        with pytest.raises(ConflictError) as conflict:
+            revert_transaction(session, txid)
+    assert [str(c) for c in plan.conflicts] == [
+        f"public.account: changed later by audit row {truncate_id} (TRUNCATE by "
+        f"{db.one('select current_user')}, transaction {truncate_txid})"
+    ]
+    assert conflict.value.conflicts == plan.conflicts
+    assert rows(db) == []

@@ -22,7 +22,7 @@ Action = Literal["INSERT", "UPDATE", "DELETE"]
 
 def show_value(value: object) -> str:
     """A JSON value as one line of text."""
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def show_key(key: Mapping[str, Any]) -> str:
@@ -86,7 +86,8 @@ class Conflict:
     audit_ids: tuple[int, ...] = ()
 
     def __str__(self) -> str:
-        text = f"{self.table} {show_key(self.key)}: {self.reason}"
+        where = f"{self.table} {show_key(self.key)}" if self.key else self.table
+        text = f"{where}: {self.reason}"
         if self.columns:
             text += f" ({', '.join(self.columns)})"
         return text
