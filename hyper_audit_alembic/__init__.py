@@ -6,13 +6,13 @@ Alembic). The layout of the package:
 - ``plugin`` (the Alembic entry point: registration), ``op`` (+ ``op.pyi``);
 - ``migration/``: the operations, their SQL, renderers, comparators, catalog reads,
   option checks, the model flag;
-- ``runtime/``: the history API and ``audit_context``;
+- ``runtime/``: the history API, ``audit_context`` and the time machine (restore, revert);
 - ``sql/``: the audit schema as SQL files; ``sqltext``: quoting;
 - ``devtools/``: the throwaway server and the demo; ``cli``: the command line;
 - ``templates``, ``urls``, ``errors``, ``adapters`` (private APIs of other libraries).
 """
 
-from .errors import IncompleteTrailError
+from .errors import ConflictError, IncompleteTrailError
 from .runtime.context import audit_context
 from .runtime.history import (
     ColumnChange,
@@ -31,14 +31,27 @@ from .runtime.history import (
     table_history,
     transaction_history,
 )
+from .runtime.timemachine import (
+    Conflict,
+    RowWrite,
+    WritePlan,
+    restore,
+    revert_context,
+    revert_transaction,
+    undelete,
+)
 
 __all__ = [
     "ColumnChange",
+    "Conflict",
+    "ConflictError",
     "IncompleteTrailError",
     "Operation",
     "PastRow",
     "RecordVersion",
+    "RowWrite",
     "VersionDiff",
+    "WritePlan",
     "as_of",
     "audit_context",
     "column_history",
@@ -47,7 +60,11 @@ __all__ = [
     "history",
     "net_changes",
     "record_id",
+    "restore",
+    "revert_context",
+    "revert_transaction",
     "table_as_of",
     "table_history",
     "transaction_history",
+    "undelete",
 ]

@@ -1,4 +1,5 @@
-"""The command line: ``python -m hyper_audit_alembic init | demo | history | diff``.
+"""The command line: ``python -m hyper_audit_alembic init | demo | history | diff |
+restore | revert``.
 
 Also installed as the ``hyper-audit-alembic`` script. Each command is a thin layer over
 the package (templates, the demo, the history API); this module only parses arguments and
@@ -19,9 +20,13 @@ from .templates import init_environment
 from .urls import connect, postgresql_url, where
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.engine import URL
     from sqlalchemy.orm import Session
 
     from .runtime.history import ResolvedTable
+    from .runtime.timemachine import WritePlan
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -281,6 +286,148 @@ def _explain_no_rows(
         )
 
 
+def _audited_session_check(session: Session, url: URL, shown: str | None) -> None:
+    """Refuse a database without an audit trail (version 2 on) in one line."""
+    import sqlalchemy as sa
+
+    if session.scalar(sa.text("select to_regclass('audit.record_version')")) is None:
+        if shown and session.scalar(sa.text("select to_regclass(:t)"), {"t": shown}) is None:
+            raise CommandError(f"no such table: {shown}")
+        raise CommandError(
+            f"no audit trail in {where(url)}: install it (op.install_audit() in a "
+            "migration), then track the table"
+        )
+    if not session.scalar(sa.text(_HAS_VERSION_2_COLUMNS)):
+        raise CommandError(
+            "the audit trail in this database is older than audit schema "
+            "version 2: upgrade it (op.upgrade_audit() in a migration) to read it here"
+        )
+
+
+def _write_command(
+    args: argparse.Namespace, shown: str | None, run: Callable[[Session], WritePlan]
+) -> int:
+    """Open the database, run ``run(session)`` (a restore or revert), print the plan and
+    commit unless ``--dry-run``; a conflict is one line (the plan on stdout first)."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from .errors import ConflictError
+    from .runtime.context import audit_context
+
+    if not args.url:
+        raise CommandError(
+            "no database given: pass --url postgresql://user:password@host/dbname "
+            "or set DATABASE_URL"
+        )
+    url = postgresql_url(args.url)
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        connect(engine, url).close()
+        with Session(engine) as session:
+            _audited_session_check(session, url, shown)
+            context = {} if args.reason is None else {"reason": args.reason}
+            with audit_context(session, actor=args.actor, **context):
+                try:
+                    plan = run(session)
+                except ConflictError as conflict:
+                    raise CommandError(str(conflict)) from conflict
+                if args.dry_run:
+                    session.rollback()
+                else:
+                    session.commit()
+    except sa.exc.DBAPIError as error:
+        message = str(error.orig).strip().splitlines() or [str(error)]
+        raise CommandError(message[0]) from error
+    finally:
+        engine.dispose()
+    print(plan)
+    count = len(plan.writes)
+    rows = f"{count} row{'' if count == 1 else 's'}"
+    if args.dry_run:
+        print(f"dry run: {rows} would be written, nothing written")
+        if plan.conflicts:
+            raise CommandError(
+                f"{len(plan.conflicts)} conflict(s): a run without --dry-run would refuse "
+                f"and write nothing (the first: {plan.conflicts[0]})"
+            )
+    else:
+        print(f"wrote {rows} (committed)")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from .runtime.history import parse_table_name
+    from .runtime.history.resolve import describe_model, resolve
+    from .runtime.history.versions import _read_as_column_types
+    from .runtime.timemachine import restore, undelete
+
+    parse_table_name(args.table)
+    to: int | dt.datetime | None = None
+    if args.to is not None:
+        if args.to.isdigit():
+            to = int(args.to)
+        else:
+            try:
+                to = dt.datetime.fromisoformat(args.to)
+            except ValueError:
+                raise CommandError(
+                    f"--to {args.to}: give a version's audit id (see history) or a time "
+                    "with its time zone, e.g. 2024-05-01T12:00:00+00:00"
+                ) from None
+            if to.utcoffset() is None:
+                raise CommandError(f"--to {args.to}: give the time zone too, e.g. {args.to}+00:00")
+
+    def run(session: Session) -> WritePlan:
+        target = resolve(session, describe_model(args.table))
+        key: tuple[object, ...] = tuple(args.key)
+        if target.current_oid is not None and target.key_columns:
+            key = _read_as_column_types(session, target, key)
+        if to is None:
+            return undelete(session, args.table, key, force=args.force, dry_run=args.dry_run)
+        return restore(session, args.table, key, to=to, force=args.force, dry_run=args.dry_run)
+
+    return _write_command(args, args.table, run)
+
+
+def _revert(args: argparse.Namespace) -> int:
+    import json
+
+    from .runtime.timemachine import revert_context, revert_transaction
+
+    if (args.transaction is None) == (not args.context):
+        raise CommandError("revert needs --transaction N or --context key=value (one of them)")
+    context: dict[str, object] = {}
+    for item in args.context or ():
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--context {item}: write it as key=value, e.g. request_id=r-1")
+        try:
+            context[name] = json.loads(text)
+        except ValueError:
+            context[name] = text
+
+    def run(session: Session) -> WritePlan:
+        if args.transaction is not None:
+            return revert_transaction(session, args.transaction, dry_run=args.dry_run)
+        return revert_context(session, context, dry_run=args.dry_run)
+
+    return _write_command(args, None, run)
+
+
+def _add_write_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--url", default=os.environ.get("DATABASE_URL"), help="the database (or DATABASE_URL)"
+    )
+    command.add_argument(
+        "--dry-run", action="store_true", help="print what would be written; write nothing"
+    )
+    command.add_argument("--actor", help="the actor the audit rows of the writes record")
+    command.add_argument("--reason", help="recorded in the writes' audit context as reason")
+
+
 def error_line(error: BaseException) -> str:
     """A failure as one line: what went wrong and, where we know it, what to do."""
     import sqlalchemy as sa
@@ -410,6 +557,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         "key", nargs="+", help="the primary-key value(s), in the order of the table's columns"
     )
     diff_command.set_defaults(handler=_diff)
+
+    restore_command = commands.add_parser(
+        "restore",
+        help="put one record back as one of its versions (or undelete it); writes and "
+        "commits unless --dry-run",
+        parents=[debug_flag],
+    )
+    _add_write_options(restore_command)
+    restore_command.add_argument("table", help='the table, e.g. account or xyz."Members"')
+    restore_command.add_argument(
+        "key", nargs="+", help="the primary-key value(s), in the order of the table's columns"
+    )
+    restore_command.add_argument(
+        "--to",
+        metavar="VERSION_ID|TIMESTAMP",
+        help="a version's audit id (see history --json) or a time with its zone; without "
+        "it: undelete (the row as it was when deleted)",
+    )
+    restore_command.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite a row changed outside the audit trail",
+    )
+    restore_command.set_defaults(handler=_restore)
+
+    revert_command = commands.add_parser(
+        "revert",
+        help="undo one transaction's or one request's changes, newest first; writes and "
+        "commits unless --dry-run",
+        parents=[debug_flag],
+    )
+    _add_write_options(revert_command)
+    revert_command.add_argument(
+        "--transaction", type=int, metavar="N", help="the transaction id (history --json)"
+    )
+    revert_command.add_argument(
+        "--context",
+        action="append",
+        metavar="KEY=VALUE",
+        help="the changes whose audit context holds this (repeatable; VALUE read as JSON "
+        "when it is JSON, e.g. request_id=r-1)",
+    )
+    revert_command.set_defaults(handler=_revert)
 
     args = parser.parse_args(argv)
     try:

@@ -11,6 +11,9 @@ situations that have a class of their own:
   audit trail cannot rebuild the table at (SQLSTATE HA001 from ``audit.table_as_of``).
 - :class:`PostgresNotFound`: the developer tools (demo, tests) found no PostgreSQL
   server binaries to start a throwaway server with.
+- :class:`ConflictError`: ``restore()`` or a revert found rows changed since the audit
+  rows it works from (changed outside the trail, or later by someone else), and wrote
+  nothing; it carries the conflicts.
 
 Why :class:`AuditOperationError` is made on first use: importing alembic runs our
 plugin's ``setup()`` (Alembic loads its ``alembic.plugins`` entry points as it is
@@ -22,9 +25,13 @@ which happens after alembic is whole.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["AuditOperationError", "IncompleteTrailError", "PostgresNotFound"]
+if TYPE_CHECKING:
+    from .runtime.timemachine.plan import Conflict, WritePlan
+
+__all__ = ["AuditOperationError", "ConflictError", "IncompleteTrailError", "PostgresNotFound"]
 
 
 class PostgresNotFound(RuntimeError):
@@ -35,6 +42,20 @@ class IncompleteTrailError(ValueError):
     """The audit trail cannot rebuild the table at the time asked for (``table_as_of()``):
     no baseline snapshot, a time before the trail became complete, or the table not tracked
     now. The message names the table and the fix (a snapshot, or a later time)."""
+
+
+class ConflictError(RuntimeError):
+    """A restore or revert refused: rows changed since the audit rows it works from.
+
+    Nothing was written. ``conflicts`` lists each one (table, key, why, the columns or
+    audit rows involved); ``plan`` is what would have been written. The message is one
+    line: the first conflict, how many more, and the fix.
+    """
+
+    def __init__(self, message: str, conflicts: Sequence[Conflict], plan: WritePlan) -> None:
+        super().__init__(message)
+        self.conflicts: tuple[Conflict, ...] = tuple(conflicts)
+        self.plan = plan
 
 
 if TYPE_CHECKING:
