@@ -39,9 +39,10 @@ class PostgresNotFound(RuntimeError):
 
 
 class IncompleteTrailError(ValueError):
-    """The audit trail cannot rebuild the table at the time asked for (``table_as_of()``):
-    no baseline snapshot, a time before the trail became complete, or the table not tracked
-    now. The message names the table and the fix (a snapshot, or a later time)."""
+    """The audit trail cannot rebuild the table at the time asked for (``table_as_of()``,
+    or just before a TRUNCATE a revert would undo): no baseline snapshot, a time before the
+    trail became complete, or the table not tracked now. The message names the table and
+    the fix (a snapshot, or a later time)."""
 
 
 class ConflictError(RuntimeError):

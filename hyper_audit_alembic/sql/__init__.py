@@ -74,7 +74,9 @@ FUNCTIONS = (
     "snapshot_batch",
     "snapshot",
     "current_names",
+    "rebuilt_table",
     "table_as_of",
+    "table_before",
 )
 
 

@@ -81,6 +81,10 @@ drop function if exists audit.snapshot_batch(regclass, integer);
 
 drop function if exists audit.table_as_of(regclass, timestamptz);
 
+drop function if exists audit.table_before(regclass, bigint);
+
+drop function if exists audit.rebuilt_table(regclass, timestamptz, bigint);
+
 drop function if exists audit.current_names(oid, jsonb, bigint);
 
 drop function if exists audit.record_column_changes(regclass);

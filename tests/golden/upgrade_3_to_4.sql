@@ -1837,7 +1837,9 @@ revoke all on function audit.current_names(oid, jsonb, bigint) from public;
 
 grant execute on function audit.current_names(oid, jsonb, bigint) to public;
 
-create or replace function audit.table_as_of(target regclass, as_of timestamptz)
+create or replace function audit.rebuilt_table(
+    target regclass, as_of timestamptz, before_id bigint
+)
 returns table (record_id uuid, version_id bigint, record jsonb, dropped jsonb)
 language plpgsql
 stable
@@ -1847,40 +1849,63 @@ set DateStyle = 'ISO, MDY'
 as $$
 #variable_conflict use_column
 declare
+    caller text := case when before_id is null then 'audit.table_as_of' else 'audit.table_before' end;
     mark audit.trail_complete_since;
+    at timestamptz := as_of;
+    upto timestamptz := coalesce(as_of, 'infinity');
+    below bigint := coalesce(before_id, 9223372036854775807);
     truncated bigint;
     renamed boolean;
     fix text := 'Take a snapshot: call audit.snapshot(' || quote_literal(target::text)
         || ') (op.enable_tracking(..., snapshot=True) in a migration); the trail rebuilds '
         || target::text || ' from its end on.';
 begin
-    if target is null or as_of is null then
+    if as_of is not null and before_id is not null then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.rebuilt_table: give as_of or before_id, not both';
+    end if;
+    if target is null or (as_of is null and before_id is null) then
         raise exception using
             errcode = 'null_value_not_allowed',
-            message = 'audit.table_as_of: the table and the time must not be null';
+            message = caller || ': the table and '
+                || case when before_id is null then 'the time' else 'the audit row id' end
+                || ' must not be null';
     end if;
     if not audit.records_every_change(target) then
         raise exception using
             errcode = 'HA001',
-            message = 'audit.table_as_of: table ' || target::text || ' is not tracked now, so '
+            message = caller || ': table ' || target::text || ' is not tracked now, so '
                 || 'its audit trail may have a gap',
             hint = 'Track it (op.enable_tracking()) and take a snapshot: call audit.snapshot('
                 || quote_literal(target::text) || ').';
+    end if;
+    if before_id is not null then
+        select v.ts into at from audit.record_version v
+        where v.id = before_id and v.table_oid = target::oid;
+        if not found then
+            raise exception using
+                errcode = 'invalid_parameter_value',
+                message = caller || ': audit row ' || before_id || ' is not one of table '
+                    || target::text;
+        end if;
     end if;
     select * into mark from audit.trail_complete_since m where m.table_oid = target;
     if not found then
         raise exception using
             errcode = 'HA001',
-            message = 'audit.table_as_of: the audit trail of ' || target::text
+            message = caller || ': the audit trail of ' || target::text
                 || ' is not complete: it does not record the rows the table held when '
                 || 'tracking began',
             hint = fix;
     end if;
-    if as_of < mark.since then
+    if at < mark.since or below <= mark.after_id then
         raise exception using
             errcode = 'HA001',
-            message = 'audit.table_as_of: the audit trail of ' || target::text
-                || ' is complete from ' || mark.since || ' on, not at ' || as_of,
+            message = caller || ': the audit trail of ' || target::text
+                || ' is complete from ' || mark.since || ' on, not '
+                || case when before_id is null then 'at ' || at
+                    else 'before audit row ' || before_id || ' (at ' || at || ')' end,
             hint = case mark.how
                 when 'snapshot' then 'Its snapshot finished then: ask for a later time. '
                 else 'It was tracked empty then: ask for a later time. '
@@ -1889,8 +1914,8 @@ begin
 
     select max(v.id) into truncated
     from audit.record_version v
-    where v.table_oid = target::oid and v.id > mark.after_id and v.ts <= as_of
-        and v.op = 'TRUNCATE';
+    where v.table_oid = target::oid and v.id > mark.after_id and v.id < below
+        and v.ts <= upto and v.op = 'TRUNCATE';
     renamed := exists (select from audit.column_change c where c.table_oid = target::oid);
 
     return query
@@ -1899,7 +1924,8 @@ begin
         from audit.record_version v
         where v.table_oid = target::oid
             and v.id > greatest(mark.after_id, coalesce(truncated, 0))
-            and v.ts <= as_of
+            and v.id < below
+            and v.ts <= upto
     ),
     effects as (
         select x.rid, x.id, x.rec from versions x where x.rid is not null
@@ -1925,9 +1951,37 @@ begin
 end
 $$;
 
+revoke all on function audit.rebuilt_table(regclass, timestamptz, bigint) from public;
+
+grant execute on function audit.rebuilt_table(regclass, timestamptz, bigint) to public;
+
+create or replace function audit.table_as_of(target regclass, as_of timestamptz)
+returns table (record_id uuid, version_id bigint, record jsonb, dropped jsonb)
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select r.record_id, r.version_id, r.record, r.dropped
+    from audit.rebuilt_table(target, as_of, null) as r
+$$;
+
 revoke all on function audit.table_as_of(regclass, timestamptz) from public;
 
 grant execute on function audit.table_as_of(regclass, timestamptz) to public;
+
+create or replace function audit.table_before(target regclass, before_id bigint)
+returns table (record_id uuid, version_id bigint, record jsonb, dropped jsonb)
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select r.record_id, r.version_id, r.record, r.dropped
+    from audit.rebuilt_table(target, null, before_id) as r
+$$;
+
+revoke all on function audit.table_before(regclass, bigint) from public;
+
+grant execute on function audit.table_before(regclass, bigint) to public;
 
 COMMIT;
 

@@ -1,110 +1,15 @@
--- A tracked table as it stood at `as_of`, rebuilt from its audit trail: one row per record
--- that existed then, with its record id, the audit row it comes from (version_id), its
--- values under today's column names (audit.current_names) and, when columns were dropped
--- since, their values in `dropped`. Rows are jsonb: they survive any change of the
--- table's columns.
---
--- Per record, the last change with ts <= as_of counts, in the order of the audit rows' ids:
--- writers of one record are serialised by its row lock and write their audit rows holding
--- it, so the id order is their order, while ts (the start of each transaction) can put a
--- change before the snapshot row it follows. INSERT, UPDATE and SNAPSHOT leave the record
--- as recorded; DELETE, and an UPDATE that changes the key (for the old key), remove it; a
--- TRUNCATE removes every record recorded before it.
---
--- Only where the trail is complete (audit.trail_complete_since: from a finished snapshot,
--- or from when the table was tracked empty) and the table is tracked now, every audit
--- trigger in place and enabled (audit.records_every_change); elsewhere an
--- error (SQLSTATE HA001) instead of a partial table. Reads the audit rows of the table
--- after the mark (index on table_oid; ts bounds the partitions and chunks read).
---
--- Runs as its caller (who needs SELECT on audit.record_version, audit.trail_complete_since
--- and audit.column_change, and USAGE on schema audit), with a pinned search_path.
+-- A tracked table as it stood at `as_of`, rebuilt from its audit trail (audit.rebuilt_table
+-- says how): per record the last change with ts <= as_of (in the order of the audit rows'
+-- ids), deletes, key changes and the last TRUNCATE applied, under today's column names.
+-- SQLSTATE HA001 where the trail is not complete at `as_of`. Runs as its caller.
 create or replace function audit.table_as_of(target regclass, as_of timestamptz)
 returns table (record_id uuid, version_id bigint, record jsonb, dropped jsonb)
-language plpgsql
+language sql
 stable
 set search_path = pg_catalog, pg_temp
-set TimeZone = 'UTC'
-set DateStyle = 'ISO, MDY'
 as $$
-#variable_conflict use_column
-declare
-    mark audit.trail_complete_since;
-    truncated bigint;
-    renamed boolean;
-    fix text := 'Take a snapshot: call audit.snapshot(' || quote_literal(target::text)
-        || ') (op.enable_tracking(..., snapshot=True) in a migration); the trail rebuilds '
-        || target::text || ' from its end on.';
-begin
-    if target is null or as_of is null then
-        raise exception using
-            errcode = 'null_value_not_allowed',
-            message = 'audit.table_as_of: the table and the time must not be null';
-    end if;
-    if not audit.records_every_change(target) then
-        raise exception using
-            errcode = 'HA001',
-            message = 'audit.table_as_of: table ' || target::text || ' is not tracked now, so '
-                || 'its audit trail may have a gap',
-            hint = 'Track it (op.enable_tracking()) and take a snapshot: call audit.snapshot('
-                || quote_literal(target::text) || ').';
-    end if;
-    select * into mark from audit.trail_complete_since m where m.table_oid = target;
-    if not found then
-        raise exception using
-            errcode = 'HA001',
-            message = 'audit.table_as_of: the audit trail of ' || target::text
-                || ' is not complete: it does not record the rows the table held when '
-                || 'tracking began',
-            hint = fix;
-    end if;
-    if as_of < mark.since then
-        raise exception using
-            errcode = 'HA001',
-            message = 'audit.table_as_of: the audit trail of ' || target::text
-                || ' is complete from ' || mark.since || ' on, not at ' || as_of,
-            hint = case mark.how
-                when 'snapshot' then 'Its snapshot finished then: ask for a later time. '
-                else 'It was tracked empty then: ask for a later time. '
-            end || 'Rows from before were not recorded, so an earlier state cannot be rebuilt.';
-    end if;
-
-    select max(v.id) into truncated
-    from audit.record_version v
-    where v.table_oid = target::oid and v.id > mark.after_id and v.ts <= as_of
-        and v.op = 'TRUNCATE';
-    renamed := exists (select from audit.column_change c where c.table_oid = target::oid);
-
-    return query
-    with versions as (
-        select v.id, v.record_id as rid, v.old_record_id as old_rid, v.record as rec
-        from audit.record_version v
-        where v.table_oid = target::oid
-            and v.id > greatest(mark.after_id, coalesce(truncated, 0))
-            and v.ts <= as_of
-    ),
-    effects as (
-        select x.rid, x.id, x.rec from versions x where x.rid is not null
-        union all
-        select x.old_rid, x.id, null from versions x
-        where x.old_rid is not null and x.old_rid is distinct from x.rid
-    ),
-    latest as (
-        select distinct on (e.rid) e.rid, e.id, e.rec
-        from effects e
-        order by e.rid, e.id desc
-    )
-    select l.rid, l.id, n.record, n.dropped
-    from latest l
-    cross join lateral (
-        select c.record, c.dropped from audit.current_names(target::oid, l.rec, l.id) c
-        where renamed
-        union all
-        select l.rec, null::jsonb where not renamed
-    ) as n
-    where l.rec is not null
-    order by l.id;
-end
+    select r.record_id, r.version_id, r.record, r.dropped
+    from audit.rebuilt_table(target, as_of, null) as r
 $$;
 
 revoke all on function audit.table_as_of(regclass, timestamptz) from public;
