@@ -361,7 +361,7 @@ def _restore(args: argparse.Namespace) -> int:
 
     from .runtime.history import parse_table_name
     from .runtime.history.resolve import describe_model, resolve
-    from .runtime.history.versions import _read_as_column_types
+    from .runtime.history.versions import key_as_written
     from .runtime.timemachine import restore, undelete
 
     parse_table_name(args.table)
@@ -384,7 +384,7 @@ def _restore(args: argparse.Namespace) -> int:
         target = resolve(session, describe_model(args.table))
         key: tuple[object, ...] = tuple(args.key)
         if target.current_oid is not None and target.key_columns:
-            key = _read_as_column_types(session, target, key)
+            key = key_as_written(session, target, key)
         if to is None:
             return undelete(session, args.table, key, force=args.force, dry_run=args.dry_run)
         return restore(session, args.table, key, to=to, force=args.force, dry_run=args.dry_run)

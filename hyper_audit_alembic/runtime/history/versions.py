@@ -139,14 +139,18 @@ def lookup_record(
     target = resolve(session, table)
     key = key_values(table, target, pk)
     if read_as_sql and target.current_oid is not None and target.key_columns:
-        key = _read_as_column_types(session, target, key)
+        key = key_as_written(session, target, key)
     return target, _versions(session, target, key)
 
 
-def _read_as_column_types(
+def key_as_written(
     session: Session, target: ResolvedTable, key: Sequence[object]
 ) -> tuple[str, ...]:
-    """The key values as the trigger would write them: through the table's row type."""
+    """The key values as the trigger would write them: through the table's row type.
+
+    A key typed at a terminal (``'007'`` for an int key, a timestamp in another zone) is
+    text; the audit rows hold the column's canonical text, so it is read as the column
+    reads it first (the ``history``, ``diff`` and ``restore`` commands use this)."""
     row_type = qualified_name(target.name, target.schema)
     texts = session.execute(
         sa.text(
