@@ -372,6 +372,7 @@ def test_sql_files_are_known() -> None:
         "released/1",
         "released/2",
         "released/3",
+        "released/4",
         "remove_functions",
         "snapshot_table",
         "steps/1",
