@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 from alembic.util import CommandError
@@ -66,42 +67,13 @@ select exists (
 def _history(args: argparse.Namespace) -> int:
     import json
 
-    import sqlalchemy as sa
-    from sqlalchemy.orm import Session
-
     from .runtime.history import lookup_record, parse_table_name, render_versions, version_as_json
 
-    if not args.url:
-        raise CommandError(
-            "no database given: pass --url postgresql://user:password@host/dbname "
-            "or set DATABASE_URL"
-        )
-    url = postgresql_url(args.url)
     schema, _ = parse_table_name(args.table)
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    try:
-        connect(engine, url).close()
-        with Session(engine) as session:
-            if session.scalar(sa.text("select to_regclass('audit.record_version')")) is None:
-                if session.scalar(sa.text("select to_regclass(:t)"), {"t": args.table}) is None:
-                    raise CommandError(f"no such table: {args.table}")
-                raise CommandError(
-                    f"no audit trail in {where(url)}: install it (op.install_audit() in a "
-                    "migration), then track the table"
-                )
-            if not session.scalar(sa.text(_HAS_VERSION_2_COLUMNS)):
-                raise CommandError(
-                    "the audit trail in this database is older than audit schema "
-                    "version 2: upgrade it (op.upgrade_audit() in a migration) to read it here"
-                )
-            target, versions = lookup_record(session, args.table, tuple(args.key), read_as_sql=True)
-            if not versions:
-                _explain_no_rows(session, args.table, schema, target)
-    except sa.exc.DBAPIError as error:
-        message = str(error.orig).strip().splitlines() or [str(error)]
-        raise CommandError(message[0]) from error
-    finally:
-        engine.dispose()
+    with _audit_session(args, args.table) as session:
+        target, versions = lookup_record(session, args.table, tuple(args.key), read_as_sql=True)
+        if not versions:
+            _explain_no_rows(session, args.table, schema, target)
     if args.json:
         print(json.dumps([version_as_json(v) for v in versions], ensure_ascii=False, indent=2))
         return 0 if versions else 1
@@ -149,49 +121,20 @@ def _diff(args: argparse.Namespace) -> int:
     import json
     from decimal import Decimal
 
-    import sqlalchemy as sa
-    from sqlalchemy.orm import Session
-
     from .runtime.history import diff_versions, lookup_record, net_changes, parse_table_name
 
-    if not args.url:
-        raise CommandError(
-            "no database given: pass --url postgresql://user:password@host/dbname "
-            "or set DATABASE_URL"
-        )
-    url = postgresql_url(args.url)
     schema, _ = parse_table_name(args.table)
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    try:
-        connect(engine, url).close()
-        with Session(engine) as session:
-            if session.scalar(sa.text("select to_regclass('audit.record_version')")) is None:
-                if session.scalar(sa.text("select to_regclass(:t)"), {"t": args.table}) is None:
-                    raise CommandError(f"no such table: {args.table}")
-                raise CommandError(
-                    f"no audit trail in {where(url)}: install it (op.install_audit() in a "
-                    "migration), then track the table"
-                )
-            if not session.scalar(sa.text(_HAS_VERSION_2_COLUMNS)):
-                raise CommandError(
-                    "the audit trail in this database is older than audit schema "
-                    "version 2: upgrade it (op.upgrade_audit() in a migration) to read it here"
-                )
-            target, versions = lookup_record(session, args.table, tuple(args.key), read_as_sql=True)
-            if not versions:
-                _explain_no_rows(session, args.table, schema, target)
-            versions = [
-                v
-                for v in versions
-                if (args.from_version is None or v.id >= args.from_version)
-                and (args.to_version is None or v.id <= args.to_version)
-            ]
-            diffs = diff_versions(session, target, versions)
-    except sa.exc.DBAPIError as error:
-        message = str(error.orig).strip().splitlines() or [str(error)]
-        raise CommandError(message[0]) from error
-    finally:
-        engine.dispose()
+    with _audit_session(args, args.table) as session:
+        target, versions = lookup_record(session, args.table, tuple(args.key), read_as_sql=True)
+        if not versions:
+            _explain_no_rows(session, args.table, schema, target)
+        versions = [
+            v
+            for v in versions
+            if (args.from_version is None or v.id >= args.from_version)
+            and (args.to_version is None or v.id <= args.to_version)
+        ]
+        diffs = diff_versions(session, target, versions)
 
     def show(value: object) -> str:
         if isinstance(value, Decimal):
@@ -286,6 +229,33 @@ def _explain_no_rows(
         )
 
 
+@contextmanager
+def _audit_session(args: argparse.Namespace, shown: str | None) -> Iterator[Session]:
+    """A session on ``--url``'s database, refused in one line unless it has an audit trail
+    (version 2 on); a database error inside becomes one line too (``--debug`` shows more).
+    Every command that reads or writes through the trail opens its database here."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    if not args.url:
+        raise CommandError(
+            "no database given: pass --url postgresql://user:password@host/dbname "
+            "or set DATABASE_URL"
+        )
+    url = postgresql_url(args.url)
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        connect(engine, url).close()
+        with Session(engine) as session:
+            _audited_session_check(session, url, shown)
+            yield session
+    except sa.exc.DBAPIError as error:
+        message = str(error.orig).strip().splitlines() or [str(error)]
+        raise CommandError(message[0]) from error
+    finally:
+        engine.dispose()
+
+
 def _audited_session_check(session: Session, url: URL, shown: str | None) -> None:
     """Refuse a database without an audit trail (version 2 on) in one line."""
     import sqlalchemy as sa
@@ -309,38 +279,21 @@ def _write_command(
 ) -> int:
     """Open the database, run ``run(session)`` (a restore or revert), print the plan and
     commit unless ``--dry-run``; a conflict is one line (the plan on stdout first)."""
-    import sqlalchemy as sa
-    from sqlalchemy.orm import Session
 
     from .errors import ConflictError
     from .runtime.context import audit_context
 
-    if not args.url:
-        raise CommandError(
-            "no database given: pass --url postgresql://user:password@host/dbname "
-            "or set DATABASE_URL"
-        )
-    url = postgresql_url(args.url)
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    try:
-        connect(engine, url).close()
-        with Session(engine) as session:
-            _audited_session_check(session, url, shown)
-            context = {} if args.reason is None else {"reason": args.reason}
-            with audit_context(session, actor=args.actor, **context):
-                try:
-                    plan = run(session)
-                except ConflictError as conflict:
-                    raise CommandError(str(conflict)) from conflict
-                if args.dry_run:
-                    session.rollback()
-                else:
-                    session.commit()
-    except sa.exc.DBAPIError as error:
-        message = str(error.orig).strip().splitlines() or [str(error)]
-        raise CommandError(message[0]) from error
-    finally:
-        engine.dispose()
+    with _audit_session(args, shown) as session:
+        context = {} if args.reason is None else {"reason": args.reason}
+        with audit_context(session, actor=args.actor, **context):
+            try:
+                plan = run(session)
+            except ConflictError as conflict:
+                raise CommandError(str(conflict)) from conflict
+            if args.dry_run:
+                session.rollback()
+            else:
+                session.commit()
     print(plan)
     count = len(plan.writes)
     rows = f"{count} row{'' if count == 1 else 's'}"

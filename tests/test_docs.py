@@ -95,7 +95,7 @@ def test_a_missing_marker_or_table_or_cell_stops_the_build() -> None:
     page = PERFORMANCE_PAGE.read_text(encoding="utf-8")
     with pytest.raises(hook.PerformancePageError, match="has no <!-- benchmark-results"):
         hook.render_page("# Performance\n\nNo numbers.\n", results)
-    with pytest.raises(hook.PerformancePageError, match=r"places tables \[1\] of .*\[1, 2\]"):
+    with pytest.raises(hook.PerformancePageError, match=r"places tables \[1, 3\] of .*\[1, 2, 3\]"):
         hook.render_page(page.replace("<!-- benchmark-results: table 2 -->", ""), results)
     with pytest.raises(hook.PerformancePageError, match="table 9 asked for"):
         hook.render_page(page + "\n<!-- benchmark-results: table 9 -->\n", results)
