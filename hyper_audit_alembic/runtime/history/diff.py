@@ -31,7 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_mapper
 
 from ...sqltext import qualified_name
 from .model import Operation, RecordVersion
@@ -137,7 +137,7 @@ def diff(
     """
     if pk is _MISSING:
         target, versions = lookup_record(session, model_or_obj)
-        model: object = sa.inspect(model_or_obj).mapper
+        model: object = object_mapper(model_or_obj)
     else:
         target, versions = lookup_record(session, model_or_obj, pk)
         model = model_or_obj

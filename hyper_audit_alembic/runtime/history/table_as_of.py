@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, class_mapper
 
 from ...errors import IncompleteTrailError
 from ...sqltext import qualified_name, quote_identifier
@@ -101,8 +101,11 @@ def _column_types(model: object) -> Mapping[str, sa.types.TypeEngine[Any]]:
     """The column types the caller's model declares (none for a table name)."""
     if isinstance(model, str):
         return {}
-    table = model if isinstance(model, sa.Table) else sa.inspect(model).local_table
-    return {column.name: column.type for column in table.columns}
+    if isinstance(model, sa.Table):
+        return {column.name: column.type for column in model.columns}
+    if isinstance(model, type):
+        return {column.name: column.type for column in class_mapper(model).local_table.columns}
+    return {}
 
 
 _COLUMNS = sa.text(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_mapper
 
 from ...sqltext import qualified_name, quote_identifier
 from .plan import RowWrite
@@ -262,7 +262,7 @@ def write(session: Session, table: LiveTable, planned: RowWrite) -> None:
 def expire_loaded(session: Session, table: LiveTable) -> None:
     """Expire the session's objects of this table: their rows may have changed under them."""
     for obj in list(session.identity_map.values()):
-        mapper = sa.inspect(obj).mapper
+        mapper = object_mapper(obj)
         for mapped in mapper.tables:
             if (
                 isinstance(mapped, sa.Table)
