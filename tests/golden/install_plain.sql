@@ -2156,6 +2156,7 @@ begin
             where not exists (
                 select from audit.record_version as v
                 where v.table_oid = $1 and v.record_id = s.id and v.id > $8
+                    and v.op::text <> ''REDACT''
             )'
         using target::oid, schema_name, relation_name, keys, excluded,
             ('(' || progress.next_page || ',0)')::tid, ('(' || upto || ',0)')::tid,
@@ -2326,6 +2327,8 @@ begin
             and v.id > greatest(mark.after_id, coalesce(truncated, 0))
             and v.id < below
             and v.ts <= upto
+            -- A REDACT row (version 5) names a record but changes no row.
+            and v.op::text <> 'REDACT'
     ),
     effects as (
         select x.rid, x.id, x.rec from versions x where x.rid is not null
@@ -2777,18 +2780,20 @@ begin
         select pg_catalog.array_agg(pg_catalog.lower(g) order by pg_catalog.lower(g)) as los,
             pg_catalog.array_agg(pg_catalog.upper(g) order by pg_catalog.lower(g)) as his,
             pg_catalog.array_agg(s.segment_id order by pg_catalog.lower(g)) as owners,
-            min(pg_catalog.lower(g)) as low, max(pg_catalog.upper(g)) as high
+            pg_catalog.array_agg(s.link_id between $1 and $2 order by pg_catalog.lower(g)) as checked,
+            min(pg_catalog.lower(g)) filter (where s.link_id between $1 and $2) as low,
+            max(pg_catalog.upper(g)) filter (where s.link_id between $1 and $2) as high
         from audit.seal_segment s, pg_catalog.unnest(s.ids) g
-        where s.link_id between $1 and $2
     ),
     placed as (
-        select r.id, r.transaction_id, k.owner,
-            case when k.owner is not null then pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) end as leaf
+        select r.id, r.transaction_id, k.owner, k.checked,
+            case when k.checked then pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) end as leaf
         from ranges m
         join audit.record_version r
             on $3 is null or (r.id >= m.low and r.id < m.high)
         cross join lateral (
-            select case when b.slot > 0 and r.id < m.his[b.slot] then m.owners[b.slot] end as owner
+            select case when b.slot > 0 and r.id < m.his[b.slot] then m.owners[b.slot] end as owner,
+                b.slot > 0 and r.id < m.his[b.slot] and m.checked[b.slot] as checked
             from (select coalesce(pg_catalog.width_bucket(r.id, m.los), 0) as slot) b
         ) k
     ),
@@ -2801,6 +2806,7 @@ begin
                 where p.id <= $4
                     and not coalesce(p.transaction_id::text = any ($5), false)) as first_added
         from placed p
+        where p.owner is null or p.checked
         group by p.owner
     )
     select
