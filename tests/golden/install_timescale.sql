@@ -2788,8 +2788,8 @@ as $$
 begin
     return query execute pg_catalog.replace($state$
         select pg_catalog.count(*),
-            pg_catalog.sha256($2 || coalesce(
-                pg_catalog.string_agg(x.leaf, '\x'::bytea order by x.id, x.leaf), '\x'::bytea))
+            pg_catalog.sha256($2 || pg_catalog.sha256(coalesce(
+                pg_catalog.string_agg(x.leaf, '\x'::bytea order by x.id, x.leaf), '\x'::bytea)))
         from (
             select r.id, pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
             from audit.seal_segment s
@@ -2831,6 +2831,7 @@ declare
     highest bigint;
     now_pending xid8[];
     chained bytea;
+    sealed_segments jsonb;
 begin
     link := audit.lock_seal_chain();
     select l.body into previous
@@ -2860,75 +2861,80 @@ begin
 
     select coalesce(max(s.segment_id), 0) into first_segment from audit.seal_segment s;
 
+    -- The rows to seal, hashed and grouped in one read-only statement (PostgreSQL may hash
+    -- them in parallel workers: the subquery sorts them by segment after their hash is
+    -- made), with the transactions running at its snapshot: the same snapshot chose them.
+    -- A segment: the rows of one partition or chunk (tableoid) and one block of 100,000
+    -- ids; its ids are listed as ranges of consecutive ids (islands).
     execute pg_catalog.replace($seal$
-    with candidates as materialized (
-        select r.id, r.ts, r.tableoid as rel,
-            pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
-        from audit.record_version r
-        where r.ts >= $1 and r.id > $2
-            and r.transaction_id is distinct from $3
-        union all
-        select r.id, r.ts, r.tableoid,
-            pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8'))
-        from audit.record_version r
-        where r.transaction_id = any ($4)
-            and not (r.ts >= $1 and r.id > $2)
-            and r.transaction_id is distinct from $3
-    ),
-    blocks as materialized (
-        select b.rel, b.block,
-            $5 + pg_catalog.row_number() over (order by b.first_id, b.rel) as segment_id,
-            pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
-                || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) as salt
-        from (
-            select c.rel, c.id / 100000 as block, min(c.id) as first_id
-            from candidates c group by c.rel, c.id / 100000
-        ) b
-    ),
-    islands as (
-        select i.rel, i.block,
-            pg_catalog.array_agg(pg_catalog.int8range(i.lo, i.hi, '[]') order by i.lo) as ids
-        from (
-            select g.rel, g.block, min(g.id) as lo, max(g.id) as hi
-            from (
-                select c.rel, c.id / 100000 as block, c.id,
-                    c.id - pg_catalog.row_number() over (
-                        partition by c.rel, c.id / 100000 order by c.id) as island
-                from candidates c
-            ) g
-            group by g.rel, g.block, g.island
-        ) i
-        group by i.rel, i.block
-    ),
-    hashed as materialized (
-        select b.segment_id, b.salt, i.ids, pg_catalog.count(*) as row_count,
-            min(c.ts) as first_ts, max(c.ts) as last_ts, max(c.id) as last_id,
-            pg_catalog.sha256(b.salt || pg_catalog.string_agg(c.leaf, '\x'::pg_catalog.bytea order by c.id, c.leaf)) as hash
-        from candidates c
-        join blocks b on b.rel = c.rel and b.block = c.id / 100000
-        join islands i on i.rel = c.rel and i.block = c.id / 100000
-        group by b.segment_id, b.salt, i.ids
-    ),
-    new_segments as (
-        insert into audit.seal_segment (segment_id, link_id, ids, row_count, first_ts, last_ts, hash)
-        select h.segment_id, $6, h.ids, h.row_count, h.first_ts, h.last_ts, h.hash from hashed h
-    ),
-    new_salts as (
-        insert into audit.seal_salt (segment_id, salt)
-        select h.segment_id, h.salt from hashed h
-    )
     select
-        (select coalesce(sum(h.row_count), 0) from hashed h),
-        (select pg_catalog.count(*) from hashed h),
-        (select max(h.last_id) from hashed h),
+        coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+            'ids', b.ids::text, 'rows', b.n, 'first_ts', b.first_ts, 'last_ts', b.last_ts,
+            'last_id', b.last_id, 'inner', pg_catalog.encode(b.inner_hash, 'hex')
+        ) order by b.first_id, b.rel), '[]'::jsonb),
         array(
             select x from pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x
             union
             select $3 where $3 is not null
         )
+    from (
+        select i.rel, i.block,
+            pg_catalog.array_agg(pg_catalog.int8range(i.lo, i.hi, '[]') order by i.lo) as ids,
+            sum(i.n)::bigint as n, min(i.first_ts) as first_ts, max(i.last_ts) as last_ts,
+            min(i.lo) as first_id, max(i.hi) as last_id,
+            pg_catalog.sha256(pg_catalog.string_agg(i.leaves, '\x'::bytea order by i.lo, i.leaves)) as inner_hash
+        from (
+            select g.rel, g.block, g.island, min(g.id) as lo, max(g.id) as hi,
+                pg_catalog.count(*) as n, min(g.ts) as first_ts, max(g.ts) as last_ts,
+                pg_catalog.string_agg(g.leaf, '\x'::bytea order by g.id, g.leaf) as leaves
+            from (
+                select c.rel, c.block, c.id, c.ts, c.leaf,
+                    c.id - pg_catalog.row_number() over (
+                        partition by c.rel, c.block order by c.id) as island
+                from (
+                    select r.tableoid as rel, r.id / 100000 as block, r.id, r.ts,
+                        pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
+                    from audit.record_version r
+                    where r.ts >= $1 and r.id > $2 and r.transaction_id is distinct from $3
+                    union all
+                    select r.tableoid, r.id / 100000, r.id, r.ts,
+                        pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8'))
+                    from audit.record_version r
+                    where r.transaction_id = any ($4)
+                        and not (r.ts >= $1 and r.id > $2)
+                        and r.transaction_id is distinct from $3
+                    order by 1, 2, 3
+                ) c
+            ) g
+            group by g.rel, g.block, g.island
+        ) i
+        group by i.rel, i.block
+    ) b
     $seal$, 'CANONICAL_ROW', audit.canonical_row_sql('r'))
-    into sealed, made, highest, now_pending
-    using scan_from, max_id, me, pending, first_segment, link;
+    into sealed_segments, now_pending
+    using scan_from, max_id, me, pending;
+
+    -- Each segment's hash: sha256(a new random salt || the hash of its rows' hashes).
+    with segments as materialized (
+        select first_segment + e.ordinality as segment_id, e.value as facts,
+            pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) as salt
+        from pg_catalog.jsonb_array_elements(sealed_segments) with ordinality as e
+    ),
+    new_segments as (
+        insert into audit.seal_segment (segment_id, link_id, ids, row_count, first_ts, last_ts, hash)
+        select s.segment_id, link, (s.facts ->> 'ids')::int8range[], (s.facts ->> 'rows')::bigint,
+            (s.facts ->> 'first_ts')::timestamptz, (s.facts ->> 'last_ts')::timestamptz,
+            pg_catalog.sha256(s.salt || pg_catalog.decode(s.facts ->> 'inner', 'hex'))
+        from segments s
+    )
+    insert into audit.seal_salt (segment_id, salt)
+    select s.segment_id, s.salt from segments s;
+
+    select coalesce(sum((e.value ->> 'rows')::bigint), 0), pg_catalog.count(*),
+        max((e.value ->> 'last_id')::bigint)
+    into sealed, made, highest
+    from pg_catalog.jsonb_array_elements(sealed_segments) e;
 
     if made = 0 then
         return;
@@ -2974,6 +2980,13 @@ declare
     waiting bigint;
     added bigint;
     first_added bigint;
+    next_from timestamptz;
+    los bigint[];
+    his bigint[];
+    owners bigint[];
+    checked boolean[];
+    low bigint;
+    high bigint;
     l record;
     seg record;
     expected_link bigint;
@@ -3028,48 +3041,58 @@ begin
     from audit.seal_log x where x.kind = 'seal' order by x.link_id desc limit 1;
     pending := array(select pg_catalog.jsonb_array_elements_text(last_seal -> 'pending'));
     max_sealed := coalesce((last_seal ->> 'max_id')::bigint, 0);
+    -- Where the next seal will look for rows above max_sealed (as audit.seal() computes it):
+    -- a row above it that begins before is one no seal will ever take: added.
+    next_from := least(
+        coalesce((last_seal ->> 'read_at')::timestamptz, '-infinity'),
+        (select min(b.value::timestamptz) from pg_catalog.jsonb_each_text(last_seal -> 'running') b)
+    );
 
-    -- One pass over the rows: each row of a sealed segment is hashed as audit.seal() did and
-    -- counted with its segment (found by binary search among the segments' id ranges); a
-    -- row in no segment is not sealed yet, or was added where a seal covered the ids. When
-    -- the check stops before the last link, only the ids of its segments are read.
+    -- Every segment's id ranges, in order, for a binary search (width_bucket) per row.
+    select pg_catalog.array_agg(pg_catalog.lower(g) order by pg_catalog.lower(g)),
+        pg_catalog.array_agg(pg_catalog.upper(g) order by pg_catalog.lower(g)),
+        pg_catalog.array_agg(s.segment_id order by pg_catalog.lower(g)),
+        pg_catalog.array_agg(s.link_id between first_link and last_link order by pg_catalog.lower(g)),
+        min(pg_catalog.lower(g)) filter (where s.link_id between first_link and last_link),
+        max(pg_catalog.upper(g)) filter (where s.link_id between first_link and last_link)
+    into los, his, owners, checked, low, high
+    from audit.seal_segment s, pg_catalog.unnest(s.ids) g;
+
+    -- One pass over the rows: each row of a checked segment is hashed as audit.seal() did and
+    -- counted with its segment; a row in no segment is not sealed yet, or was added where a
+    -- seal covered the ids. When the check stops before the last link, only the ids of its
+    -- segments are read. The arrays come as parameters (no CTE) and the rows are sorted by
+    -- segment in a subquery: so PostgreSQL hashes the rows in parallel workers, before the
+    -- sort, which then moves 80 bytes a row. (width_bucket of 0, an id below every range,
+    -- makes a null array element: no segment.)
     execute pg_catalog.replace($verify$
-    with ranges as materialized (
-        select pg_catalog.array_agg(pg_catalog.lower(g) order by pg_catalog.lower(g)) as los,
-            pg_catalog.array_agg(pg_catalog.upper(g) order by pg_catalog.lower(g)) as his,
-            pg_catalog.array_agg(s.segment_id order by pg_catalog.lower(g)) as owners,
-            pg_catalog.array_agg(s.link_id between $1 and $2 order by pg_catalog.lower(g)) as checked,
-            min(pg_catalog.lower(g)) filter (where s.link_id between $1 and $2) as low,
-            max(pg_catalog.upper(g)) filter (where s.link_id between $1 and $2) as high
-        from audit.seal_segment s, pg_catalog.unnest(s.ids) g
-    ),
-    placed as (
-        select r.id, r.transaction_id, k.owner, k.checked,
-            case when k.checked then pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) end as leaf
-        from ranges m
-        join audit.record_version r
-            on $3 is null or (r.id >= m.low and r.id < m.high)
-        cross join lateral (
-            select case when b.slot > 0 and r.id < m.his[b.slot] then m.owners[b.slot] end as owner,
-                b.slot > 0 and r.id < m.his[b.slot] and m.checked[b.slot] as checked
-            from (select coalesce(pg_catalog.width_bucket(r.id, m.los), 0) as slot) b
-        ) k
-    ),
-    per_segment as (
+    with per_segment as (
         select p.owner, pg_catalog.count(*) as n,
-            pg_catalog.string_agg(p.leaf, '\x'::bytea order by p.id, p.leaf) as leaves,
+            pg_catalog.sha256(pg_catalog.string_agg(p.leaf, '\x'::bytea order by p.id, p.leaf)) as inner_hash,
             pg_catalog.count(*) filter (
-                where p.id > $4 or p.transaction_id::text = any ($5)) as waiting,
+                where (p.id > $4 and p.ts >= $12) or p.transaction_id::text = any ($5)) as waiting,
             min(p.id) filter (
-                where p.id <= $4
-                    and not coalesce(p.transaction_id::text = any ($5), false)) as first_added
-        from placed p
+                where not ((p.id > $4 and p.ts >= $12)
+                    or coalesce(p.transaction_id::text = any ($5), false))) as first_added
+        from (
+            select r.id, r.ts, r.transaction_id,
+                case when r.id < $7[pg_catalog.width_bucket(r.id, $6)]
+                    then $8[pg_catalog.width_bucket(r.id, $6)] end as owner,
+                coalesce(r.id < $7[pg_catalog.width_bucket(r.id, $6)]
+                    and $9[pg_catalog.width_bucket(r.id, $6)], false) as checked,
+                case when r.id < $7[pg_catalog.width_bucket(r.id, $6)]
+                    and $9[pg_catalog.width_bucket(r.id, $6)]
+                then pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) end as leaf
+            from audit.record_version r
+            where $3 is null or (r.id >= $10 and r.id < $11)
+            order by 4, 1
+        ) p
         where p.owner is null or p.checked
         group by p.owner
     )
     select
         coalesce(pg_catalog.jsonb_object_agg(ps.owner, pg_catalog.jsonb_build_array(
-            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, '\x'::bytea) || ps.leaves), 'hex')
+            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, '\x'::bytea) || ps.inner_hash), 'hex')
         )) filter (where ps.owner is not null), '{}'),
         coalesce(sum(ps.waiting) filter (where ps.owner is null), 0),
         coalesce(sum(ps.n - ps.waiting) filter (where ps.owner is null), 0),
@@ -3077,7 +3100,8 @@ begin
     from per_segment ps left join audit.seal_salt st on st.segment_id = ps.owner
     $verify$, 'CANONICAL_ROW', audit.canonical_row_sql('r'))
     into found_segments, waiting, added, first_added
-    using first_link, last_link, to_link, max_sealed, pending;
+    using first_link, last_link, to_link, max_sealed, pending, los, his, owners, checked, low,
+        high, next_from;
 
     expected_link := first_link;
     for l in
@@ -3164,7 +3188,7 @@ begin
                 verdict := 'redacted';
                 why := (l.body ->> 'rows') || ' rows of ' || (l.body ->> 'table') || ' redacted ('
                     || coalesce((select pg_catalog.string_agg(c, ', ')
-                        from pg_catalog.jsonb_array_elements_text(l.body -> 'columns') c), 'the whole row')
+                        from pg_catalog.jsonb_array_elements_text(nullif(l.body -> 'columns', 'null'::jsonb)) c), 'the whole row')
                     || ')' || coalesce(': ' || (l.body ->> 'reason'), '');
             end if;
         elsif l.kind = 'expiry' then

@@ -18,8 +18,8 @@
 -- A row is sealed once: by id above max_id, or by a pending transaction id, never both
 -- (a pending transaction's rows were not visible to the seal that named it).
 --
--- Canonical row text (docs/compliance.md, audit.canonical_row_sql): a JSON array of the columns;
--- each segment's hash is sha256(salt || sha256(row text) || ... in id order).
+-- Canonical row text (docs/compliance.md, audit.canonical_row_sql): a JSON array of the
+-- columns; each segment's hash is sha256(salt || sha256(sha256(row text) || ... in id order)).
 create or replace function audit.seal()
 returns table (link_id bigint, rows_sealed bigint, segments integer, chain_hash bytea)
 language plpgsql
@@ -45,6 +45,7 @@ declare
     highest bigint;
     now_pending xid8[];
     chained bytea;
+    sealed_segments jsonb;
 begin
     link := audit.lock_seal_chain();
     select l.body into previous
@@ -74,75 +75,80 @@ begin
 
     select coalesce(max(s.segment_id), 0) into first_segment from audit.seal_segment s;
 
+    -- The rows to seal, hashed and grouped in one read-only statement (PostgreSQL may hash
+    -- them in parallel workers: the subquery sorts them by segment after their hash is
+    -- made), with the transactions running at its snapshot: the same snapshot chose them.
+    -- A segment: the rows of one partition or chunk (tableoid) and one block of 100,000
+    -- ids; its ids are listed as ranges of consecutive ids (islands).
     execute pg_catalog.replace($seal$
-    with candidates as materialized (
-        select r.id, r.ts, r.tableoid as rel,
-            pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
-        from audit.record_version r
-        where r.ts >= $1 and r.id > $2
-            and r.transaction_id is distinct from $3
-        union all
-        select r.id, r.ts, r.tableoid,
-            pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8'))
-        from audit.record_version r
-        where r.transaction_id = any ($4)
-            and not (r.ts >= $1 and r.id > $2)
-            and r.transaction_id is distinct from $3
-    ),
-    blocks as materialized (
-        select b.rel, b.block,
-            $5 + pg_catalog.row_number() over (order by b.first_id, b.rel) as segment_id,
-            pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
-                || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) as salt
-        from (
-            select c.rel, c.id / 100000 as block, min(c.id) as first_id
-            from candidates c group by c.rel, c.id / 100000
-        ) b
-    ),
-    islands as (
-        select i.rel, i.block,
-            pg_catalog.array_agg(pg_catalog.int8range(i.lo, i.hi, '[]') order by i.lo) as ids
-        from (
-            select g.rel, g.block, min(g.id) as lo, max(g.id) as hi
-            from (
-                select c.rel, c.id / 100000 as block, c.id,
-                    c.id - pg_catalog.row_number() over (
-                        partition by c.rel, c.id / 100000 order by c.id) as island
-                from candidates c
-            ) g
-            group by g.rel, g.block, g.island
-        ) i
-        group by i.rel, i.block
-    ),
-    hashed as materialized (
-        select b.segment_id, b.salt, i.ids, pg_catalog.count(*) as row_count,
-            min(c.ts) as first_ts, max(c.ts) as last_ts, max(c.id) as last_id,
-            pg_catalog.sha256(b.salt || pg_catalog.string_agg(c.leaf, '\x'::pg_catalog.bytea order by c.id, c.leaf)) as hash
-        from candidates c
-        join blocks b on b.rel = c.rel and b.block = c.id / 100000
-        join islands i on i.rel = c.rel and i.block = c.id / 100000
-        group by b.segment_id, b.salt, i.ids
-    ),
-    new_segments as (
-        insert into audit.seal_segment (segment_id, link_id, ids, row_count, first_ts, last_ts, hash)
-        select h.segment_id, $6, h.ids, h.row_count, h.first_ts, h.last_ts, h.hash from hashed h
-    ),
-    new_salts as (
-        insert into audit.seal_salt (segment_id, salt)
-        select h.segment_id, h.salt from hashed h
-    )
     select
-        (select coalesce(sum(h.row_count), 0) from hashed h),
-        (select pg_catalog.count(*) from hashed h),
-        (select max(h.last_id) from hashed h),
+        coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+            'ids', b.ids::text, 'rows', b.n, 'first_ts', b.first_ts, 'last_ts', b.last_ts,
+            'last_id', b.last_id, 'inner', pg_catalog.encode(b.inner_hash, 'hex')
+        ) order by b.first_id, b.rel), '[]'::jsonb),
         array(
             select x from pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x
             union
             select $3 where $3 is not null
         )
+    from (
+        select i.rel, i.block,
+            pg_catalog.array_agg(pg_catalog.int8range(i.lo, i.hi, '[]') order by i.lo) as ids,
+            sum(i.n)::bigint as n, min(i.first_ts) as first_ts, max(i.last_ts) as last_ts,
+            min(i.lo) as first_id, max(i.hi) as last_id,
+            pg_catalog.sha256(pg_catalog.string_agg(i.leaves, '\x'::bytea order by i.lo, i.leaves)) as inner_hash
+        from (
+            select g.rel, g.block, g.island, min(g.id) as lo, max(g.id) as hi,
+                pg_catalog.count(*) as n, min(g.ts) as first_ts, max(g.ts) as last_ts,
+                pg_catalog.string_agg(g.leaf, '\x'::bytea order by g.id, g.leaf) as leaves
+            from (
+                select c.rel, c.block, c.id, c.ts, c.leaf,
+                    c.id - pg_catalog.row_number() over (
+                        partition by c.rel, c.block order by c.id) as island
+                from (
+                    select r.tableoid as rel, r.id / 100000 as block, r.id, r.ts,
+                        pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
+                    from audit.record_version r
+                    where r.ts >= $1 and r.id > $2 and r.transaction_id is distinct from $3
+                    union all
+                    select r.tableoid, r.id / 100000, r.id, r.ts,
+                        pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8'))
+                    from audit.record_version r
+                    where r.transaction_id = any ($4)
+                        and not (r.ts >= $1 and r.id > $2)
+                        and r.transaction_id is distinct from $3
+                    order by 1, 2, 3
+                ) c
+            ) g
+            group by g.rel, g.block, g.island
+        ) i
+        group by i.rel, i.block
+    ) b
     $seal$, 'CANONICAL_ROW', audit.canonical_row_sql('r'))
-    into sealed, made, highest, now_pending
-    using scan_from, max_id, me, pending, first_segment, link;
+    into sealed_segments, now_pending
+    using scan_from, max_id, me, pending;
+
+    -- Each segment's hash: sha256(a new random salt || the hash of its rows' hashes).
+    with segments as materialized (
+        select first_segment + e.ordinality as segment_id, e.value as facts,
+            pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) as salt
+        from pg_catalog.jsonb_array_elements(sealed_segments) with ordinality as e
+    ),
+    new_segments as (
+        insert into audit.seal_segment (segment_id, link_id, ids, row_count, first_ts, last_ts, hash)
+        select s.segment_id, link, (s.facts ->> 'ids')::int8range[], (s.facts ->> 'rows')::bigint,
+            (s.facts ->> 'first_ts')::timestamptz, (s.facts ->> 'last_ts')::timestamptz,
+            pg_catalog.sha256(s.salt || pg_catalog.decode(s.facts ->> 'inner', 'hex'))
+        from segments s
+    )
+    insert into audit.seal_salt (segment_id, salt)
+    select s.segment_id, s.salt from segments s;
+
+    select coalesce(sum((e.value ->> 'rows')::bigint), 0), pg_catalog.count(*),
+        max((e.value ->> 'last_id')::bigint)
+    into sealed, made, highest
+    from pg_catalog.jsonb_array_elements(sealed_segments) e;
 
     if made = 0 then
         return;

@@ -1,5 +1,6 @@
 -- The rows of one sealed segment as they are now: how many, and their hash under a salt
--- (sha256(salt || sha256(canonical row text) || ... in id order), as audit.seal() made it).
+-- (sha256(salt || sha256(sha256(canonical row text) || ... in id order)), as audit.seal()
+-- made it).
 -- audit.redact() checks a segment with it before changing its rows and rehashes it after.
 create or replace function audit.segment_state(segment bigint, salt bytea)
 returns table (row_count bigint, hash bytea)
@@ -12,8 +13,8 @@ as $$
 begin
     return query execute pg_catalog.replace($state$
         select pg_catalog.count(*),
-            pg_catalog.sha256($2 || coalesce(
-                pg_catalog.string_agg(x.leaf, '\x'::bytea order by x.id, x.leaf), '\x'::bytea))
+            pg_catalog.sha256($2 || pg_catalog.sha256(coalesce(
+                pg_catalog.string_agg(x.leaf, '\x'::bytea order by x.id, x.leaf), '\x'::bytea)))
         from (
             select r.id, pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
             from audit.seal_segment s

@@ -35,6 +35,13 @@ declare
     waiting bigint;
     added bigint;
     first_added bigint;
+    next_from timestamptz;
+    los bigint[];
+    his bigint[];
+    owners bigint[];
+    checked boolean[];
+    low bigint;
+    high bigint;
     l record;
     seg record;
     expected_link bigint;
@@ -89,48 +96,58 @@ begin
     from audit.seal_log x where x.kind = 'seal' order by x.link_id desc limit 1;
     pending := array(select pg_catalog.jsonb_array_elements_text(last_seal -> 'pending'));
     max_sealed := coalesce((last_seal ->> 'max_id')::bigint, 0);
+    -- Where the next seal will look for rows above max_sealed (as audit.seal() computes it):
+    -- a row above it that begins before is one no seal will ever take: added.
+    next_from := least(
+        coalesce((last_seal ->> 'read_at')::timestamptz, '-infinity'),
+        (select min(b.value::timestamptz) from pg_catalog.jsonb_each_text(last_seal -> 'running') b)
+    );
 
-    -- One pass over the rows: each row of a sealed segment is hashed as audit.seal() did and
-    -- counted with its segment (found by binary search among the segments' id ranges); a
-    -- row in no segment is not sealed yet, or was added where a seal covered the ids. When
-    -- the check stops before the last link, only the ids of its segments are read.
+    -- Every segment's id ranges, in order, for a binary search (width_bucket) per row.
+    select pg_catalog.array_agg(pg_catalog.lower(g) order by pg_catalog.lower(g)),
+        pg_catalog.array_agg(pg_catalog.upper(g) order by pg_catalog.lower(g)),
+        pg_catalog.array_agg(s.segment_id order by pg_catalog.lower(g)),
+        pg_catalog.array_agg(s.link_id between first_link and last_link order by pg_catalog.lower(g)),
+        min(pg_catalog.lower(g)) filter (where s.link_id between first_link and last_link),
+        max(pg_catalog.upper(g)) filter (where s.link_id between first_link and last_link)
+    into los, his, owners, checked, low, high
+    from audit.seal_segment s, pg_catalog.unnest(s.ids) g;
+
+    -- One pass over the rows: each row of a checked segment is hashed as audit.seal() did and
+    -- counted with its segment; a row in no segment is not sealed yet, or was added where a
+    -- seal covered the ids. When the check stops before the last link, only the ids of its
+    -- segments are read. The arrays come as parameters (no CTE) and the rows are sorted by
+    -- segment in a subquery: so PostgreSQL hashes the rows in parallel workers, before the
+    -- sort, which then moves 80 bytes a row. (width_bucket of 0, an id below every range,
+    -- makes a null array element: no segment.)
     execute pg_catalog.replace($verify$
-    with ranges as materialized (
-        select pg_catalog.array_agg(pg_catalog.lower(g) order by pg_catalog.lower(g)) as los,
-            pg_catalog.array_agg(pg_catalog.upper(g) order by pg_catalog.lower(g)) as his,
-            pg_catalog.array_agg(s.segment_id order by pg_catalog.lower(g)) as owners,
-            pg_catalog.array_agg(s.link_id between $1 and $2 order by pg_catalog.lower(g)) as checked,
-            min(pg_catalog.lower(g)) filter (where s.link_id between $1 and $2) as low,
-            max(pg_catalog.upper(g)) filter (where s.link_id between $1 and $2) as high
-        from audit.seal_segment s, pg_catalog.unnest(s.ids) g
-    ),
-    placed as (
-        select r.id, r.transaction_id, k.owner, k.checked,
-            case when k.checked then pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) end as leaf
-        from ranges m
-        join audit.record_version r
-            on $3 is null or (r.id >= m.low and r.id < m.high)
-        cross join lateral (
-            select case when b.slot > 0 and r.id < m.his[b.slot] then m.owners[b.slot] end as owner,
-                b.slot > 0 and r.id < m.his[b.slot] and m.checked[b.slot] as checked
-            from (select coalesce(pg_catalog.width_bucket(r.id, m.los), 0) as slot) b
-        ) k
-    ),
-    per_segment as (
+    with per_segment as (
         select p.owner, pg_catalog.count(*) as n,
-            pg_catalog.string_agg(p.leaf, '\x'::bytea order by p.id, p.leaf) as leaves,
+            pg_catalog.sha256(pg_catalog.string_agg(p.leaf, '\x'::bytea order by p.id, p.leaf)) as inner_hash,
             pg_catalog.count(*) filter (
-                where p.id > $4 or p.transaction_id::text = any ($5)) as waiting,
+                where (p.id > $4 and p.ts >= $12) or p.transaction_id::text = any ($5)) as waiting,
             min(p.id) filter (
-                where p.id <= $4
-                    and not coalesce(p.transaction_id::text = any ($5), false)) as first_added
-        from placed p
+                where not ((p.id > $4 and p.ts >= $12)
+                    or coalesce(p.transaction_id::text = any ($5), false))) as first_added
+        from (
+            select r.id, r.ts, r.transaction_id,
+                case when r.id < $7[pg_catalog.width_bucket(r.id, $6)]
+                    then $8[pg_catalog.width_bucket(r.id, $6)] end as owner,
+                coalesce(r.id < $7[pg_catalog.width_bucket(r.id, $6)]
+                    and $9[pg_catalog.width_bucket(r.id, $6)], false) as checked,
+                case when r.id < $7[pg_catalog.width_bucket(r.id, $6)]
+                    and $9[pg_catalog.width_bucket(r.id, $6)]
+                then pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) end as leaf
+            from audit.record_version r
+            where $3 is null or (r.id >= $10 and r.id < $11)
+            order by 4, 1
+        ) p
         where p.owner is null or p.checked
         group by p.owner
     )
     select
         coalesce(pg_catalog.jsonb_object_agg(ps.owner, pg_catalog.jsonb_build_array(
-            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, '\x'::bytea) || ps.leaves), 'hex')
+            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, '\x'::bytea) || ps.inner_hash), 'hex')
         )) filter (where ps.owner is not null), '{}'),
         coalesce(sum(ps.waiting) filter (where ps.owner is null), 0),
         coalesce(sum(ps.n - ps.waiting) filter (where ps.owner is null), 0),
@@ -138,7 +155,8 @@ begin
     from per_segment ps left join audit.seal_salt st on st.segment_id = ps.owner
     $verify$, 'CANONICAL_ROW', audit.canonical_row_sql('r'))
     into found_segments, waiting, added, first_added
-    using first_link, last_link, to_link, max_sealed, pending;
+    using first_link, last_link, to_link, max_sealed, pending, los, his, owners, checked, low,
+        high, next_from;
 
     expected_link := first_link;
     for l in
@@ -225,7 +243,7 @@ begin
                 verdict := 'redacted';
                 why := (l.body ->> 'rows') || ' rows of ' || (l.body ->> 'table') || ' redacted ('
                     || coalesce((select pg_catalog.string_agg(c, ', ')
-                        from pg_catalog.jsonb_array_elements_text(l.body -> 'columns') c), 'the whole row')
+                        from pg_catalog.jsonb_array_elements_text(nullif(l.body -> 'columns', 'null'::jsonb)) c), 'the whole row')
                     || ')' || coalesce(': ' || (l.body ->> 'reason'), '');
             end if;
         elsif l.kind = 'expiry' then
