@@ -31,6 +31,7 @@ from benchmarks.workloads import (
     column_history,
     history,
     pgbench,
+    seal,
     snapshot,
 )
 
@@ -46,6 +47,7 @@ WORKLOADS: tuple[Workload, ...] = (
     snapshot.WORKLOAD,
     column_history.WORKLOAD,
     column_history.WORKLOAD_10M,
+    seal.WORKLOAD,
 )
 
 

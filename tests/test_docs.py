@@ -1,25 +1,36 @@
 """The docs: the performance page's numbers come from the benchmark's results file, the
-README keeps its two commands first (CI runs the second), and the site builds strictly.
+README keeps its two commands first (CI runs the second), the site builds strictly, and
+the compliance page's re-verification recipe recomputes the hashes the database stores.
 
-No database: these run in the quick subset (``pytest -m "not pg"``).
+No database but for the recipe (marked ``pg`` through its fixture): the rest run in the
+quick subset (``pytest -m "not pg"``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib.util
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import sqlalchemy as sa
+from audit_helpers import connect, run_online
+
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres, find_bin_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PERFORMANCE_PAGE = ROOT / "docs" / "performance.md"
 RESULTS = ROOT / "benchmarks" / "results.md"
 HOOK = ROOT / "docs" / "hooks" / "performance.py"
+COMPLIANCE_PAGE = ROOT / "docs" / "compliance.md"
 
 DEMO_COMMAND = "pip install -e . && python -m hyper_audit_alembic demo"
 TEST_COMMAND = "pip install -e '.[test]' && python -m pytest"
@@ -95,7 +106,12 @@ def test_a_missing_marker_or_table_or_cell_stops_the_build() -> None:
     page = PERFORMANCE_PAGE.read_text(encoding="utf-8")
     with pytest.raises(hook.PerformancePageError, match="has no <!-- benchmark-results"):
         hook.render_page("# Performance\n\nNo numbers.\n", results)
-    with pytest.raises(hook.PerformancePageError, match=r"places tables \[1, 3\] of .*\[1, 2, 3\]"):
+    count = len(markdown_tables(results))
+    placed = ", ".join(str(n) for n in range(1, count + 1) if n != 2)
+    every = ", ".join(str(n) for n in range(1, count + 1))
+    with pytest.raises(
+        hook.PerformancePageError, match=rf"places tables \[{placed}\] of .*\[{every}\]"
+    ):
         hook.render_page(page.replace("<!-- benchmark-results: table 2 -->", ""), results)
     with pytest.raises(hook.PerformancePageError, match="table 9 asked for"):
         hook.render_page(page + "\n<!-- benchmark-results: table 9 -->\n", results)
@@ -158,3 +174,102 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
         "RecordVersion",
     ):
         assert f'id="hyper_audit_alembic.{name}"' in reference, name
+
+
+# --- The compliance page's recipe -----------------------------------------------------------
+
+
+def recipe(variable: str) -> str:
+    """The compliance page's ``sh`` block that sets ``variable`` (SEGMENT or LINK)."""
+    text = COMPLIANCE_PAGE.read_text(encoding="utf-8")
+    blocks = [
+        block
+        for block in re.findall(r"^```sh\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+        if re.search(rf"^{variable}=\d+ ", block, re.MULTILINE)
+    ]
+    assert len(blocks) == 1, f"docs/compliance.md: {len(blocks)} recipes set {variable}"
+    return blocks[0]
+
+
+def run_recipe(block: str, variable: str, value: int, env: dict[str, str], cwd: Path) -> str:
+    script = re.sub(rf"^{variable}=\d+", f"{variable}={value}", block, flags=re.MULTILINE)
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_compliance_recipe_recomputes_every_segment_and_link(
+    pg_server: ThrowawayPostgres, db_url: str, engine: sa.Engine, tmp_path: Path
+) -> None:
+    """An auditor's psql + sha256sum + openssl recipe, run as the page prints it, finds the
+    hashes the database stored and audit.verify() recomputes: a segment's (redacted or
+    not), each link's chain hash, and a keyed seal's mac."""
+    for tool in ("bash", "sha256sum", "xxd", "openssl"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed: the recipe of docs/compliance.md needs it")
+    key = os.urandom(32)
+    (tmp_path / "seal.key").write_bytes(key)
+    with connect(db_url) as db:
+        db.run(
+            "create table account (id int primary key, name text, email text, note text,"
+            " amount numeric)"
+        )
+        run_online(engine, lambda op: (op.install_audit(), op.enable_tracking("account")))
+        # Values whose canonical text needs escapes, non-ASCII and exact numbers.
+        db.run(
+            "insert into account values"
+            " (1, 'Foo', 'foo@example.com', E'\u03b1 \"q\"\\n\\\\ \\t\\x01', 1.50),"
+            " (7, 'Ann', 'ann@example.com', null, 1e3)"
+        )
+        db.run("update account set name = 'Bar' where id = 1")
+        db.run("update account set id = 8 where id = 7")
+        assert db.one("select link_id from audit.seal()") == 1
+        db.run(
+            "select * from audit.redact('public.account', '{\"id\": 8}', array['email'],"
+            " 'erasure request #12')"
+        )
+        db.run("insert into account values (9, 'Zed', 'z@example.com', repeat('x', 5000), 0)")
+        link, chain_hash = db.rows("select link_id, chain_hash from audit.seal()")[0]
+        assert link == 3
+        db.run(
+            "select audit.set_seal_mac(%s, %s)",
+            [link, hmac.new(key, bytes(chain_hash), hashlib.sha256).digest()],
+        )
+        segments = db.rows("select segment_id, row_count from audit.seal_segment order by 1")
+        verified = {
+            link_id: bytes(recomputed).hex()
+            for link_id, status, recomputed in db.rows(
+                "select link_id, status, chain_hash from audit.verify() where link_id is not null"
+            )
+            if status in ("ok", "redacted")
+        }
+        dbname = str(db.conn.info.dbname)
+    assert sorted(verified) == [1, 2, 3]
+    assert [rows for _, rows in segments] == [4, 2]
+    bin_dir = pg_server.bin_dir or find_bin_dir()
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PGHOST": pg_server.host,
+        "PGPORT": str(pg_server.port),
+        "PGUSER": pg_server.user,
+        "PGDATABASE": dbname,
+    }
+    for segment_id, row_count in segments:
+        found, computed, expected = run_recipe(
+            recipe("SEGMENT"), "SEGMENT", segment_id, env, tmp_path
+        ).split()
+        assert (int(found), computed) == (row_count, expected), f"segment {segment_id}"
+    for link_id, recomputed in verified.items():
+        lines = run_recipe(recipe("LINK"), "LINK", link_id, env, tmp_path).split("\n")
+        computed, stored, keyed, mac = lines[:4]
+        assert computed == stored == recomputed, f"link {link_id}"
+        expected_mac = hmac.new(key, bytes.fromhex(computed), hashlib.sha256).hexdigest()
+        assert keyed == expected_mac
+        assert mac == (expected_mac if link_id == 3 else ""), f"link {link_id}"
