@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapper, Session
 from ...sqltext import qualified_name
 from ..history.model import RecordVersion
 from ..history.record_id import key_text
-from ..history.resolve import ModelTable, describe_model, key_values, resolve
+from ..history.resolve import ModelTable, ResolvedTable, describe_model, key_values, resolve
 from .functions import require_function
 
 
@@ -46,12 +46,6 @@ class RedactResult:
 _REDACT = sa.text(
     "select r.redaction_link, r.rows_redacted from audit.redact("
     "cast(:target as regclass), cast(:key as jsonb), cast(:columns as text[]), :reason) as r"
-)
-# Whether the table's audit rows recorded a column by this name (one no longer there).
-_RECORDED = sa.text(
-    "select exists (select from audit.record_version r"
-    " where r.table_oid = any (cast(:oids as bigint[]))"
-    " and (r.record ? :name or r.old_record ? :name))"
 )
 
 
@@ -97,9 +91,11 @@ def redact(
     target = resolve(session, described)
     if target.current_oid is None:
         raise ValueError(
-            f"redact: table {qualified_name(described.name, described.schema)} does not "
-            "exist now: audit.redact() needs the table"
+            f"redact: no such table: {qualified_name(described.name, described.schema)} "
+            "(audit.redact() finds the record through the table as it is now)"
         )
+    if not isinstance(model, (type, Mapper)):
+        shown = qualified_name(target.name, target.schema)
     require_function(session, "audit.redact(regclass, jsonb, text[], text)", "redact")
     try:
         values = key_values(described, target, pk)
@@ -107,7 +103,7 @@ def redact(
         raise ValueError(str(error).replace("history: ", "redact: ", 1)) from None
     key = dict(zip(target.key_columns, values, strict=True))
     key_json = _key_as_recorded(key)
-    names = None if columns is None else _column_names(session, described, target, shown, columns)
+    names = None if columns is None else _column_names(described, target, shown, columns)
     link_id, rows = session.execute(
         _REDACT,
         {
@@ -137,27 +133,20 @@ def _key_as_recorded(key: dict[str, object]) -> str:
 
 
 def _column_names(
-    session: Session,
-    described: ModelTable,
-    target: Any,
-    shown: str,
-    columns: Sequence[str],
+    described: ModelTable, target: ResolvedTable, shown: str, columns: Sequence[str]
 ) -> tuple[str, ...]:
-    """Column names for the caller's names (attribute keys map to their columns); a name
-    that is neither the table's, the model's, nor recorded in its audit rows is refused."""
+    """Column names for the caller's names (an attribute's key maps to its column); a name
+    that is not a column of the table now is refused (older names of a renamed column are
+    ``audit.redact``'s to follow)."""
     names: list[str] = []
-    known = set(target.columns) | set(described.column_order)
     for given in columns:
         if not isinstance(given, str):
             raise TypeError(f"redact: a column name must be a string, got {given!r}")
         name = described.attribute_keys.get(given, given)
-        if name not in known and not (
-            target.oids and session.scalar(_RECORDED, {"oids": list(target.oids), "name": name})
-        ):
-            listed = ", ".join(target.columns)
+        if name not in target.columns:
             raise ValueError(
-                f"redact: {shown} has no column {given!r} (its columns: {listed}; give "
-                "column or attribute names)"
+                f"redact: {shown} has no column {given!r} (its columns: "
+                f"{', '.join(target.columns)})"
             )
         if name not in names:
             names.append(name)

@@ -29,7 +29,8 @@ class LinkCheck:
     ``'unsealed'``) the audit rows in no seal."""
 
     link_id: int | None
-    #: ``'seal'``, ``'redaction'``, ``'expiry'``, or ``'unsealed'``.
+    #: ``'seal'``, ``'redaction'``, ``'expiry'``, ``'unsealed'``, or ``'missing'`` (a link
+    #: id absent from the log).
     kind: str
     #: ``'ok'``, ``'redacted'``, ``'expired'`` or ``'failed'`` (with a key, also
     #: ``'failed'`` where the link's HMAC does not match).
@@ -64,7 +65,8 @@ class VerifyReport:
     """What :func:`verify` found: ``ok`` unless a link (or the unsealed rows) failed."""
 
     ok: bool
-    #: Links that verified (ok, redacted or expired), and the audit rows they cover.
+    #: Links that verified (ok, redacted or expired), and the audit rows their seals
+    #: cover (a redaction link's rows are counted with the seal that covers them).
     links_verified: int
     rows_verified: int
     first_failure: VerifyFailure | None
@@ -163,7 +165,7 @@ def verify(
             if not mac_ok and status != "failed":
                 status, detail = "failed", MAC_MISMATCH
         check = LinkCheck(
-            link, str(kind), str(status), int(rows or 0),
+            link, "missing" if kind is None else str(kind), str(status), int(rows or 0),
             None if chain is None else chain.hex(), detail, mac_ok,
         )  # fmt: skip
         links.append(check)
@@ -175,7 +177,7 @@ def verify(
     return VerifyReport(
         ok=failure is None,
         links_verified=len(verified),
-        rows_verified=sum(c.rows_verified for c in verified),
+        rows_verified=sum(c.rows_verified for c in verified if c.kind == "seal"),
         first_failure=failure,
         redactions=sum(1 for c in verified if c.kind == "redaction"),
         expiries=sum(1 for c in verified if c.kind == "expiry"),
