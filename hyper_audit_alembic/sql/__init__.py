@@ -36,7 +36,7 @@ from sqlparse.sql import Token
 from ..sqltext import string_literal
 
 #: The audit schema version this release installs (the last of ``steps/``).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: The versions whose SQL is frozen in ``released/``: installs of them exist. The current
 #: version may be one ahead while it is being developed (it is frozen when released).
@@ -77,6 +77,15 @@ FUNCTIONS = (
     "rebuilt_table",
     "table_as_of",
     "table_before",
+    "seal_link_text",
+    "lock_seal_chain",
+    "append_seal_link",
+    "segment_state",
+    "seal",
+    "verify",
+    "set_seal_mac",
+    "redact",
+    "note_expiry",
 )
 
 

@@ -44,6 +44,26 @@ drop function if exists audit.last_audit_id();
 
 drop function if exists audit.records_every_change(regclass);
 
+-- Version 5: the seal chain's functions. The chain itself (seal_log, seal_segment,
+-- seal_salt) stays with the history it seals.
+drop function if exists audit.note_expiry(regclass);
+
+drop function if exists audit.redact(regclass, jsonb, text[], text);
+
+drop function if exists audit.set_seal_mac(bigint, bytea);
+
+drop function if exists audit.verify(bigint, bigint);
+
+drop function if exists audit.seal();
+
+drop function if exists audit.segment_state(bigint, bytea);
+
+drop function if exists audit.lock_seal_chain();
+
+drop function if exists audit.append_seal_link(bigint, text, jsonb);
+
+drop function if exists audit.seal_link_text(bigint);
+
 drop table if exists audit.trail_complete_since;
 
 drop table if exists audit.snapshot_progress;

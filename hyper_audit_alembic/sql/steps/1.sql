@@ -15,11 +15,12 @@ revoke all on schema audit from public;
 do $$
 begin
     if to_regtype('audit.operation') is null then
-        -- SNAPSHOT (version 4, steps/4.sql) is a label from the start in a fresh install:
+        -- SNAPSHOT (version 4, steps/4.sql) and REDACT (version 5, steps/5.sql) are
+        -- labels from the start in a fresh install:
         -- PostgreSQL refuses a label that ALTER TYPE ... ADD VALUE added until its
         -- transaction commits, and a new database's first migration may write SNAPSHOT
         -- rows (op.enable_tracking(..., snapshot=True)) in the transaction of the install.
-        create type audit.operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'SNAPSHOT');
+        create type audit.operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'SNAPSHOT', 'REDACT');
     end if;
 end
 $$;
