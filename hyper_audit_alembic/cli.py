@@ -87,12 +87,16 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _count(versions: Sequence[object]) -> str:
-    """``3 changes``; a baseline is counted apart: ``1 snapshot, 2 changes``."""
+    """``3 changes``; a baseline and redactions are counted apart: ``1 snapshot, 2 changes,
+    1 redaction``."""
     snapshots = sum(1 for v in versions if str(getattr(v, "op", "")) == "SNAPSHOT")
-    changes = len(versions) - snapshots
+    redactions = sum(1 for v in versions if str(getattr(v, "op", "")) == "REDACT")
+    changes = len(versions) - snapshots - redactions
     count = f"{changes} change{'' if changes == 1 else 's'}"
     if snapshots:
         count = f"{snapshots} snapshot{'' if snapshots == 1 else 's'}, {count}"
+    if redactions:
+        count = f"{count}, {redactions} redaction{'' if redactions == 1 else 's'}"
     return count
 
 
@@ -122,6 +126,7 @@ def _diff(args: argparse.Namespace) -> int:
     from decimal import Decimal
 
     from .runtime.history import (
+        context_shown,
         diff_versions,
         lookup_record,
         net_changes,
@@ -187,7 +192,8 @@ def _diff(args: argparse.Namespace) -> int:
         return 0
     print(f"{title}: {len(diffs)} version{'' if len(diffs) == 1 else 's'}")
     for entry in diffs:
-        context = "" if entry.version.context is None else " " + show(entry.version.context)
+        shown_context = context_shown(entry.version)
+        context = "" if shown_context is None else " " + show(shown_context)
         print(f"version {entry.id} {entry.op} {entry.ts} by {entry.version.actor}{context}")
         if entry.version.redaction is not None:
             print(f"  redacted {redaction_text(entry.version)}")

@@ -13,11 +13,13 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -33,12 +35,14 @@ from hyper_audit_alembic import (
     VerifyReport,
     as_of,
     audit_context,
+    column_history,
     diff,
     history,
     redact,
     restore,
     revert_transaction,
     seal,
+    table_as_of,
     verify,
 )
 from hyper_audit_alembic.runtime.compliance import LinkCheck, VerifyFailure
@@ -94,14 +98,18 @@ def segment_ids(db: Db, segment_id: int) -> str:
 def assert_reference_agrees(db: Db, report: VerifyReport | None = None) -> None:
     """The independent recomputation finds every stored hash (and verify's returned ones)."""
     reference = recompute(db)
-    assert reference.chain == reference.stored_chain
-    assert reference.segments == {
-        s: h for s, h in reference.expected_segments.items() if s in reference.segments
-    }
+    assert reference.chain and reference.chain == reference.stored_chain
+    assert reference.segments and reference.segments == reference.expected_segments
+    assert reference.rows == dict(db.rows("select segment_id, row_count from audit.seal_segment"))
     if report is not None:
         assert {c.link_id: c.chain_hash for c in report.links if c.link_id is not None} == (
             reference.chain
         )
+
+
+def later_than(session: Session) -> Any:
+    """A time after every committed change (the clock, not the transaction's start)."""
+    return session.scalar(sa.text("select clock_timestamp()"))
 
 
 def write_some(db: Db) -> None:
@@ -321,7 +329,7 @@ def test_bad_keys_and_bounds(db: Db, engine: sa.Engine) -> None:
 def every_audit_text(db: Db) -> str:
     """Every row of every table of schema audit, as text (to search for erased values)."""
     tables = db.rows(
-        "select format('%%I.%%I', n.nspname, c.relname) from pg_class c"
+        "select format('%I.%I', n.nspname, c.relname) from pg_class c"
         " join pg_namespace n on n.oid = c.relnamespace"
         " where n.nspname = 'audit' and c.relkind in ('r', 'p')"
     )
@@ -406,12 +414,21 @@ def test_the_redact_row_in_the_history_api(db: Db, engine: sa.Engine) -> None:
             "columns": ["email"], "reason": "asked by the customer", "link": 1, "rows": 3
         }  # fmt: skip
         table = render_versions(versions, ("id", "name", "email", "phone"))
-        assert table.splitlines()[-1].split(None, 3)[2:] == [
-            "REDACT", f"{redacted.actor}  redacted columns email — asked by the customer"
+        assert re.split(r"\s{2,}", table.splitlines()[-1]) == [
+            str(redacted.ts), "REDACT", str(redacted.actor),
+            "redacted columns email — asked by the customer",
         ]  # fmt: skip
-        assert [d.changes for d in diff(session, Account, 7)][-2:] == [
-            {"name": ("Ann", "Anne")}, {}
+        # The erased column is in no version's changes (the email change shows as none).
+        assert [d.changes for d in diff(session, Account, 7)] == [
+            {"id": (None, 7), "name": (None, "Ann"), "phone": (None, "+1 555 0100")},
+            {"name": ("Ann", "Anne")},
+            {},
+            {},
+        ]
+        assert [(c.version_id, c.new) for c in column_history(session, Account, "name")] == [
+            (1, "Ann"), (2, "Bob"), (3, "Anne")
         ]  # fmt: skip
+        assert column_history(session, Account, "email_address")[0].version_id == 2
         # as_of passes over the REDACT (it changed the trail, not the row).
         later = session.scalar(sa.text("select now()"))
         assert as_of(session, Account, 7, later) == {
@@ -447,6 +464,24 @@ def test_the_redact_row_in_the_history_api(db: Db, engine: sa.Engine) -> None:
         session.commit()
     assert str(plan) == 'UPDATE public.account (id)=(8): name: "Robert" -> "Bob"'
     assert db.rows("select * from account where id = 8") == [(8, "Bob", "bob@example.org", None)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="audit.rebuilt_table (table_as_of, table_before) takes a REDACT row for the "
+    "record's deletion: its versions need op <> 'REDACT' (SQL, the lead's)",
+)
+def test_table_as_of_passes_over_a_redact(db: Db, engine: sa.Engine) -> None:
+    db.run("call audit.snapshot('public.account')")
+    write_some(db)
+    with Session(engine) as session:
+        redact(session, Account, 7, columns=["email"], reason="asked by the customer")
+        session.commit()
+    with Session(engine) as session:
+        assert [r.values for r in table_as_of(session, Account, later_than(session))] == [
+            {"id": 7, "name": "Anne", "phone": "+1 555 0100"},
+            {"id": 8, "name": "Bob", "email": "bob@example.org", "phone": None},
+        ]
 
 
 def test_redact_refusals(db: Db, engine: sa.Engine) -> None:
@@ -501,6 +536,10 @@ def test_only_a_granted_role_may_redact_seal_or_verify(db: Db, engine: sa.Engine
             assert redact(session, Account, 8, reason="erasure").rows_redacted == 1
             session.commit()
         assert db.one("select actor from audit.record_version where op = 'REDACT'") == role
+        # The whole row image went: the audit row keeps its record id, not a value.
+        assert db.rows("select record, old_record from audit.record_version where id = 2") == [
+            ({}, None)
+        ]
     finally:
         db.run(f"drop owned by {role} cascade; drop role {role}")
 
@@ -514,7 +553,8 @@ def test_partitioned_layout(engine: sa.Engine, db_url: str) -> None:
         db.run("select audit.enable_tracking('public.account')")
         write_some(db)
         with engine.begin() as connection:
-            assert seal(connection, key=KEY) == SealResult(1, 4, 1, chain_hash(db, 1), True)
+            sealed = seal(connection, key=KEY)
+        assert sealed == SealResult(1, 4, 1, chain_hash(db, 1), True)
         with Session(engine) as session:
             assert redact(session, Account, 7, columns=["phone"], reason="r").rows_redacted == 3
             session.commit()
@@ -580,6 +620,19 @@ def test_cli_seal_verify_redact(db: Db, db_url: str, tmp_path: Path) -> None:
             "--key-file covers them)",
         ],
     )
+    done = cli("history", "--url", db_url, "account", "7")
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert lines[0] == "account (id) = (7): 3 changes, 1 redaction"
+    assert re.split(r"\s{2,}", lines[-1])[1:] == [
+        "REDACT", "dpo", "redacted columns email, phone — erasure request 12"
+    ]  # fmt: skip
+    done = cli("diff", "--url", db_url, "account", "7")
+    redacted_at = db.one("select ts from audit.record_version where op = 'REDACT'")
+    assert done.stdout.splitlines()[-2:] == [
+        f"version {last_id(db)} REDACT {redacted_at} by dpo",
+        "  redacted columns email, phone — erasure request 12",
+    ]
     done = cli("verify", "--url", db_url, "--json")
     assert done.returncode == 0
     assert json.loads(done.stdout)["links"][1] == {

@@ -88,7 +88,7 @@ def redact(
     described = describe_model(model)
     shown = _model_name(model, described)
     session.flush()
-    target = resolve(session, described)
+    target = resolve(session, described, with_oids=False)
     if target.current_oid is None:
         raise ValueError(
             f"redact: no such table: {qualified_name(described.name, described.schema)} "

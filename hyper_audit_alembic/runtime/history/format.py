@@ -48,7 +48,7 @@ def describe_redaction(version: RecordVersion) -> str:
     return f"REDACT by {version.actor or 'unknown'}: {redaction_text(version)}"
 
 
-def _context_shown(version: RecordVersion) -> dict[str, Any] | None:
+def context_shown(version: RecordVersion) -> dict[str, Any] | None:
     """The context a history shows: a REDACT's own ``redaction`` entry is in its changes."""
     context = version.context
     if version.op == Operation.REDACT and isinstance(context, dict):
@@ -86,7 +86,7 @@ def render_versions(versions: Sequence[RecordVersion], columns: Sequence[str] = 
         else:
             row = version.values or {}
             text = ", ".join(f"{name}={show(row[name])}" for name in ordered(list(row)))
-        shown = _context_shown(version)
+        shown = context_shown(version)
         context = "" if shown is None else show(shown)
         lines.append((str(version.ts), str(version.op), version.actor or "", context, text))
     widths = [max(len(line[n]) for line in lines) for n in range(4)]

@@ -27,8 +27,8 @@ class Operation(str, enum.Enum):
     ``REDACT`` (audit schema version 5): ``audit.redact()`` erased values from the audit
     rows of the record ``record_id`` names. It changes no row of the table (``record`` and
     ``old_record`` are None); ``context["redaction"]`` says which columns (None: the whole
-    row image), why (``reason``) and the seal-log link that records it (``link``), and
-    ``actor`` who.
+    row image), why (``reason``), how many audit rows (``rows``) and the seal-log link that
+    records it (``link``), and ``actor`` who.
     """
 
     INSERT = "INSERT"
@@ -142,8 +142,9 @@ class RecordVersion(AuditBase):
 
     @property
     def redaction(self) -> dict[str, Any] | None:
-        """For a REDACT row: ``{"columns": [...] or None, "reason": ..., "link": n}`` (the
-        columns whose values were erased, None for the whole row image); else None."""
+        """For a REDACT row: ``{"columns": [...] or None, "reason": ..., "link": n, "rows":
+        n}`` (the columns whose values were erased, None for the whole row image); else
+        None."""
         if self.op != Operation.REDACT or not isinstance(self.context, dict):
             return None
         found = self.context.get("redaction")
