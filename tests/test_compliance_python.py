@@ -694,3 +694,52 @@ def test_cli_refusals(db: Db, db_url: str, tmp_path: Path) -> None:
         1, "error: redact: no such table: nosuch (audit.redact() finds the record through "
         "the table as it is now)\n"
     )  # fmt: skip
+
+
+def test_an_older_audit_schema_is_one_line(db: Db, engine: sa.Engine, db_url: str) -> None:
+    run_online(engine, lambda op: op.downgrade_audit(from_version=5, to_version=4))
+    older = (
+        "this database has no {function}: its audit trail is older than audit schema "
+        "version 5 (or not installed); upgrade it (op.upgrade_audit() in a migration)"
+    )
+    with Session(engine) as session:
+        with pytest.raises(ValueError) as refused:
+            redact(session, Account, 7, reason="r")
+    assert str(refused.value) == "redact: " + older.format(
+        function="audit.redact(regclass, jsonb, text[], text)"
+    )
+    for command, function in (("seal", "audit.seal()"), ("verify", "audit.verify(bigint, bigint)")):
+        done = cli(command, "--url", db_url)
+        assert (done.returncode, done.stdout, done.stderr) == (
+            1, "", f"error: {command}: {older.format(function=function)}\n"
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_asyncio_and_other_drivers(db: Db, db_url: str, driver: str) -> None:
+    """bytea comes back as bytes or memoryview depending on the driver: the same results."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    write_some(db)
+    url = sa.engine.make_url(db_url).set(drivername=f"postgresql+{driver}")
+
+    async def run() -> tuple[SealResult | None, VerifyReport, RedactResult]:
+        engine = create_async_engine(url)
+        try:
+            async with AsyncSession(engine) as session:
+                sealed = await session.run_sync(seal, key=KEY)
+                redacted = await session.run_sync(redact, Account, 7, columns=["phone"], reason="r")
+                await session.commit()
+                report = await session.run_sync(verify, key=KEY)
+            return sealed, report, redacted
+        finally:
+            await engine.dispose()
+
+    sealed, report, redacted = asyncio.run(run())
+    assert sealed == SealResult(1, 4, 1, chain_hash(db, 1), True)
+    assert redacted == RedactResult(2, 3, "public.account", {"id": 7}, ("phone",))
+    assert (report.ok, report.rows_verified, report.redactions, report.not_keyed) == (
+        True, 4, 1, (2,)
+    )  # fmt: skip

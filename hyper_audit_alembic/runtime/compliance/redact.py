@@ -77,6 +77,8 @@ def redact(
     that handles erasure requests). Runs in the caller's transaction: the caller commits.
     The erased values stay in the table's dead tuples until VACUUM, and in WAL and backups
     (see the compliance documentation).
+
+    With asyncio: ``await async_session.run_sync(redact, Model, pk, reason="...")``.
     """
     if not isinstance(reason, str) or not reason.strip():
         raise ValueError(

@@ -46,6 +46,8 @@ def seal(connection_or_session: Bind, *, key: bytes | None = None) -> SealResult
     ``key`` (bytes, 16 or more; e.g. the bytes of a key file): store the HMAC of the new
     link's chain hash, so :func:`~hyper_audit_alembic.verify` with the same key proves
     nobody rebuilt the chain. Runs in the caller's transaction: the caller commits.
+
+    With asyncio: ``await async_session.run_sync(seal, key=key)``.
     """
     if key is not None:
         key = check_key(key, "seal")

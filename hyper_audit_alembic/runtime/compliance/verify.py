@@ -137,6 +137,8 @@ def verify(
     HMAC of its recomputed chain hash, or the link fails ("seal mac does not match the
     key: ..."); links after the last keyed one are listed in ``not_keyed``. Needs EXECUTE
     on ``audit.verify`` (and, with a key, SELECT on ``audit.seal_log``). Reads only.
+
+    With asyncio: ``await async_session.run_sync(verify, key=key)``.
     """
     start = _link_bound(from_link, "from_link")
     end = _link_bound(to_link, "to_link")
