@@ -382,6 +382,8 @@ def test_sql_files_are_known() -> None:
         "steps/3.down",
         "steps/4",
         "steps/4.down",
+        "steps/5",
+        "steps/5.down",
         "timescale_plan",
         "timescale_policy",
         "track_table",

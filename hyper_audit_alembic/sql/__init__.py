@@ -77,6 +77,7 @@ FUNCTIONS = (
     "rebuilt_table",
     "table_as_of",
     "table_before",
+    "canonical_row_sql",
     "seal_link_text",
     "lock_seal_chain",
     "append_seal_link",

@@ -18,6 +18,13 @@ drop table if exists audit.settings;
 
 drop table if exists audit.column_change;
 
+-- The seal chain (version 5) seals the history that goes here.
+drop table if exists audit.seal_salt;
+
+drop table if exists audit.seal_segment;
+
+drop table if exists audit.seal_log;
+
 drop table if exists audit.tracked_column;
 
 drop table if exists audit.record_version;

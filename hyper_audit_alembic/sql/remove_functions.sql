@@ -64,6 +64,8 @@ drop function if exists audit.append_seal_link(bigint, text, jsonb);
 
 drop function if exists audit.seal_link_text(bigint);
 
+drop function if exists audit.canonical_row_sql(text);
+
 drop table if exists audit.trail_complete_since;
 
 drop table if exists audit.snapshot_progress;

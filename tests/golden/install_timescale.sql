@@ -406,11 +406,12 @@ revoke all on schema audit from public;
 do $$
 begin
     if to_regtype('audit.operation') is null then
-        -- SNAPSHOT (version 4, steps/4.sql) is a label from the start in a fresh install:
+        -- SNAPSHOT (version 4, steps/4.sql) and REDACT (version 5, steps/5.sql) are
+        -- labels from the start in a fresh install:
         -- PostgreSQL refuses a label that ALTER TYPE ... ADD VALUE added until its
         -- transaction commits, and a new database's first migration may write SNAPSHOT
         -- rows (op.enable_tracking(..., snapshot=True)) in the transaction of the install.
-        create type audit.operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'SNAPSHOT');
+        create type audit.operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'SNAPSHOT', 'REDACT');
     end if;
 end
 $$;
@@ -666,6 +667,71 @@ on conflict do nothing;
 delete from audit.schema_version;
 
 insert into audit.schema_version (version) values (4);
+
+do $$
+begin
+    if not exists (
+        select from pg_catalog.pg_enum e
+        where e.enumtypid = 'audit.operation'::pg_catalog.regtype and e.enumlabel = 'REDACT'
+    ) then
+        alter type audit.operation add value 'REDACT';
+    end if;
+end
+$$;
+
+do $$
+begin
+    if not exists (
+        select from pg_catalog.pg_constraint k
+        where k.conrelid = 'audit.record_version'::pg_catalog.regclass
+            and k.conname = 'record_version_record_id_when_new'
+            and pg_catalog.strpos(pg_catalog.pg_get_constraintdef(k.oid), 'REDACT') > 0
+    ) then
+        alter table audit.record_version
+            drop constraint if exists record_version_record_id_when_new,
+            add constraint record_version_record_id_when_new
+                check ((op in ('INSERT', 'UPDATE') or op::text in ('SNAPSHOT', 'REDACT'))
+                    = (record_id is not null));
+    end if;
+end
+$$;
+
+create table if not exists audit.seal_log (
+    link_id bigint primary key check (link_id > 0),
+    kind text not null check (kind in ('seal', 'redaction', 'expiry')),
+    made_at timestamptz not null,
+    made_by text not null,
+    body jsonb not null,
+    chain_hash bytea not null,
+    mac bytea
+);
+
+revoke all on audit.seal_log from public;
+
+create table if not exists audit.seal_segment (
+    segment_id bigint primary key,
+    link_id bigint not null,
+    ids int8range[] not null,
+    row_count bigint not null,
+    first_ts timestamptz not null,
+    last_ts timestamptz not null,
+    hash bytea not null
+);
+
+create index if not exists seal_segment_link_id on audit.seal_segment (link_id);
+
+revoke all on audit.seal_segment from public;
+
+create table if not exists audit.seal_salt (
+    segment_id bigint primary key,
+    salt bytea not null
+);
+
+revoke all on audit.seal_salt from public;
+
+delete from audit.schema_version;
+
+insert into audit.schema_version (version) values (5);
 
 do $$
 declare
@@ -2348,6 +2414,7 @@ begin
             where not exists (
                 select from audit.record_version as v
                 where v.table_oid = $1 and v.record_id = s.id and v.id > $8
+                    and v.op::text <> ''REDACT''
             )'
         using target::oid, schema_name, relation_name, keys, excluded,
             ('(' || progress.next_page || ',0)')::tid, ('(' || upto || ',0)')::tid,
@@ -2518,6 +2585,8 @@ begin
             and v.id > greatest(mark.after_id, coalesce(truncated, 0))
             and v.id < below
             and v.ts <= upto
+            -- A REDACT row (version 5) names a record but changes no row.
+            and v.op::text <> 'REDACT'
     ),
     effects as (
         select x.rid, x.id, x.rec from versions x where x.rid is not null
@@ -2574,6 +2643,849 @@ $$;
 revoke all on function audit.table_before(regclass, bigint) from public;
 
 grant execute on function audit.table_before(regclass, bigint) to public;
+
+create or replace function audit.canonical_row_sql(alias text)
+returns text
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    with design (name, position) as (
+        select x.name, x.position
+        from pg_catalog.unnest(array[
+            'id', 'record_id', 'old_record_id', 'op', 'ts', 'table_schema', 'table_name',
+            'record', 'old_record', 'actor', 'context', 'transaction_id'
+        ]) with ordinality as x (name, position)
+    ),
+    other as (
+        select a.attname::text as name
+        from pg_catalog.pg_attribute a
+        where a.attrelid = 'audit.record_version'::pg_catalog.regclass
+            and a.attnum > 0 and not a.attisdropped
+            and a.attname::text not in (select d.name from design d)
+            and a.attname <> 'table_oid'
+    ),
+    fixed as (
+        select pg_catalog.string_agg(
+            case when exists (
+                select from pg_catalog.pg_attribute a
+                where a.attrelid = 'audit.record_version'::pg_catalog.regclass
+                    and a.attname = d.name and not a.attisdropped
+            ) then pg_catalog.quote_ident(alias) || '.' || pg_catalog.quote_ident(d.name) else 'null' end,
+            ', ' order by d.position) as list
+        from design d
+    ),
+    extra as (
+        select pg_catalog.string_agg(
+            pg_catalog.quote_literal(o.name) || ', ' || pg_catalog.quote_ident(alias) || '.' || pg_catalog.quote_ident(o.name), ', ' order by o.name) as pairs
+        from other o
+    )
+    select case
+        when e.pairs is null then 'pg_catalog.json_build_array(' || f.list || ')'
+        else 'case when pg_catalog.json_strip_nulls(pg_catalog.json_build_object(' || e.pairs
+            || '))::text = ''{}'' then pg_catalog.json_build_array(' || f.list
+            || ') else pg_catalog.json_build_array(' || f.list
+            || ', pg_catalog.json_strip_nulls(pg_catalog.json_build_object(' || e.pairs || '))) end'
+    end
+    from fixed f, extra e
+$$;
+
+revoke all on function audit.canonical_row_sql(text) from public;
+
+create or replace function audit.seal_link_text(link bigint)
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+set TimeZone = 'UTC'
+as $$
+    select pg_catalog.jsonb_build_object(
+        'link', l.link_id,
+        'kind', l.kind,
+        'made_at', l.made_at,
+        'made_by', l.made_by,
+        'body', l.body,
+        'segments', coalesce((
+            select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'segment', s.segment_id,
+                'ids', s.ids::text,
+                'rows', s.row_count,
+                'first_ts', s.first_ts,
+                'last_ts', s.last_ts,
+                'hash', pg_catalog.encode(s.hash, 'hex')
+            ) order by s.segment_id)
+            from audit.seal_segment s
+            where s.link_id = l.link_id
+        ), '[]'::jsonb)
+    )::text
+    from audit.seal_log l
+    where l.link_id = link
+$$;
+
+revoke all on function audit.seal_link_text(bigint) from public;
+
+create or replace function audit.lock_seal_chain()
+returns bigint
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    lock table audit.seal_log in exclusive mode;
+    return coalesce((select max(l.link_id) from audit.seal_log l), 0) + 1;
+end
+$$;
+
+revoke all on function audit.lock_seal_chain() from public;
+
+create or replace function audit.append_seal_link(link bigint, link_kind text, link_body jsonb)
+returns bytea
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set TimeZone = 'UTC'
+as $$
+declare
+    previous bytea;
+    chained bytea;
+begin
+    select l.chain_hash into previous from audit.seal_log l where l.link_id = link - 1;
+    if previous is null and link > 1 then
+        raise exception using
+            errcode = 'data_corrupted',
+            message = 'audit seal chain: link ' || (link - 1) || ' is missing; run audit.verify()';
+    end if;
+    insert into audit.seal_log (link_id, kind, made_at, made_by, body, chain_hash)
+    values (
+        link, link_kind, pg_catalog.now(),
+        coalesce(
+            nullif(pg_catalog.current_setting('hyper_audit.actor', true), ''),
+            nullif(pg_catalog.current_setting('role'), 'none'),
+            session_user::text
+        ),
+        link_body, '\x'::bytea
+    );
+    chained := pg_catalog.sha256(
+        coalesce(previous, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
+        || pg_catalog.convert_to(audit.seal_link_text(link), 'UTF8')
+    );
+    update audit.seal_log set chain_hash = chained where link_id = link;
+    return chained;
+end
+$$;
+
+revoke all on function audit.append_seal_link(bigint, text, jsonb) from public;
+
+create or replace function audit.segment_state(segment bigint, salt bytea)
+returns table (row_count bigint, hash bytea)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+set TimeZone = 'UTC'
+as $$
+begin
+    return query execute pg_catalog.replace($state$
+        select pg_catalog.count(*),
+            pg_catalog.sha256($2 || coalesce(
+                pg_catalog.string_agg(x.leaf, '\x'::bytea order by x.id, x.leaf), '\x'::bytea))
+        from (
+            select r.id, pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
+            from audit.seal_segment s
+            cross join pg_catalog.unnest(s.ids) g
+            join audit.record_version r
+                on r.id >= pg_catalog.lower(g) and r.id < pg_catalog.upper(g)
+                and r.ts >= s.first_ts and r.ts <= s.last_ts
+            where s.segment_id = $1
+        ) x
+    $state$, 'CANONICAL_ROW', audit.canonical_row_sql('r'))
+    using segment, salt;
+end
+$$;
+
+revoke all on function audit.segment_state(bigint, bytea) from public;
+
+create or replace function audit.seal()
+returns table (link_id bigint, rows_sealed bigint, segments integer, chain_hash bytea)
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set TimeZone = 'UTC'
+set jit = off
+set work_mem = '64MB'
+as $$
+declare
+    link bigint;
+    previous jsonb;
+    max_id bigint := 0;
+    pending xid8[] := '{}';
+    scan_from timestamptz := '-infinity';
+    bounds jsonb := '{}';
+    read_at timestamptz;
+    running jsonb;
+    me xid8 := pg_catalog.pg_current_xact_id_if_assigned();
+    first_segment bigint;
+    sealed bigint;
+    made integer;
+    highest bigint;
+    now_pending xid8[];
+    chained bytea;
+begin
+    link := audit.lock_seal_chain();
+    select l.body into previous
+    from audit.seal_log l where l.kind = 'seal' order by l.link_id desc limit 1;
+    if previous is not null then
+        max_id := (previous ->> 'max_id')::bigint;
+        pending := array(select pg_catalog.jsonb_array_elements_text(previous -> 'pending'))::xid8[];
+        bounds := previous -> 'running';
+        scan_from := least(
+            (previous ->> 'read_at')::timestamptz,
+            (select min(b.value::timestamptz) from pg_catalog.jsonb_each_text(bounds) b)
+        );
+    end if;
+
+    -- The transactions running now, read before the snapshot of the seal's statement.
+    read_at := pg_catalog.clock_timestamp();
+    select coalesce(pg_catalog.jsonb_object_agg(v.vxid, coalesce(
+            bounds ->> v.vxid,
+            coalesce(previous ->> 'read_at', '-infinity')
+        )), '{}')
+    into running
+    from (
+        select distinct lk.virtualxid::text as vxid
+        from pg_catalog.pg_locks lk
+        where lk.locktype = 'virtualxid' and lk.granted and lk.virtualxid is not null
+    ) v;
+
+    select coalesce(max(s.segment_id), 0) into first_segment from audit.seal_segment s;
+
+    execute pg_catalog.replace($seal$
+    with candidates as materialized (
+        select r.id, r.ts, r.tableoid as rel,
+            pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
+        from audit.record_version r
+        where r.ts >= $1 and r.id > $2
+            and r.transaction_id is distinct from $3
+        union all
+        select r.id, r.ts, r.tableoid,
+            pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8'))
+        from audit.record_version r
+        where r.transaction_id = any ($4)
+            and not (r.ts >= $1 and r.id > $2)
+            and r.transaction_id is distinct from $3
+    ),
+    blocks as materialized (
+        select b.rel, b.block,
+            $5 + pg_catalog.row_number() over (order by b.first_id, b.rel) as segment_id,
+            pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) as salt
+        from (
+            select c.rel, c.id / 100000 as block, min(c.id) as first_id
+            from candidates c group by c.rel, c.id / 100000
+        ) b
+    ),
+    islands as (
+        select i.rel, i.block,
+            pg_catalog.array_agg(pg_catalog.int8range(i.lo, i.hi, '[]') order by i.lo) as ids
+        from (
+            select g.rel, g.block, min(g.id) as lo, max(g.id) as hi
+            from (
+                select c.rel, c.id / 100000 as block, c.id,
+                    c.id - pg_catalog.row_number() over (
+                        partition by c.rel, c.id / 100000 order by c.id) as island
+                from candidates c
+            ) g
+            group by g.rel, g.block, g.island
+        ) i
+        group by i.rel, i.block
+    ),
+    hashed as materialized (
+        select b.segment_id, b.salt, i.ids, pg_catalog.count(*) as row_count,
+            min(c.ts) as first_ts, max(c.ts) as last_ts, max(c.id) as last_id,
+            pg_catalog.sha256(b.salt || pg_catalog.string_agg(c.leaf, '\x'::pg_catalog.bytea order by c.id, c.leaf)) as hash
+        from candidates c
+        join blocks b on b.rel = c.rel and b.block = c.id / 100000
+        join islands i on i.rel = c.rel and i.block = c.id / 100000
+        group by b.segment_id, b.salt, i.ids
+    ),
+    new_segments as (
+        insert into audit.seal_segment (segment_id, link_id, ids, row_count, first_ts, last_ts, hash)
+        select h.segment_id, $6, h.ids, h.row_count, h.first_ts, h.last_ts, h.hash from hashed h
+    ),
+    new_salts as (
+        insert into audit.seal_salt (segment_id, salt)
+        select h.segment_id, h.salt from hashed h
+    )
+    select
+        (select coalesce(sum(h.row_count), 0) from hashed h),
+        (select pg_catalog.count(*) from hashed h),
+        (select max(h.last_id) from hashed h),
+        array(
+            select x from pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x
+            union
+            select $3 where $3 is not null
+        )
+    $seal$, 'CANONICAL_ROW', audit.canonical_row_sql('r'))
+    into sealed, made, highest, now_pending
+    using scan_from, max_id, me, pending, first_segment, link;
+
+    if made = 0 then
+        return;
+    end if;
+
+    chained := audit.append_seal_link(link, 'seal', pg_catalog.jsonb_build_object(
+        'canonical', 1,
+        'rows', sealed,
+        'max_id', greatest(max_id, highest),
+        'pending', (select coalesce(pg_catalog.jsonb_agg(p::text order by p), '[]')
+                    from pg_catalog.unnest(now_pending) p),
+        'read_at', read_at,
+        'running', running
+    ));
+    return query select link, sealed, made, chained;
+end
+$$;
+
+revoke all on function audit.seal() from public;
+
+create or replace function audit.verify(from_link bigint default null, to_link bigint default null)
+returns table (
+    link_id bigint, kind text, status text, rows_verified bigint, chain_hash bytea, detail text
+)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+set TimeZone = 'UTC'
+set jit = off
+set work_mem = '64MB'
+as $$
+declare
+    first_link bigint := coalesce(from_link, 1);
+    last_link bigint;
+    previous bytea;
+    found_segments jsonb;
+    final_hash jsonb := '{}';
+    current_hash jsonb := '{}';
+    expired jsonb := '{}';
+    pending text[];
+    max_sealed bigint;
+    waiting bigint;
+    added bigint;
+    first_added bigint;
+    l record;
+    seg record;
+    expected_link bigint;
+    recomputed bytea;
+    verdict text;
+    why text;
+    counted bigint;
+    found jsonb;
+    want text;
+    changed jsonb;
+    last_seal jsonb := '{}';
+begin
+    select max(x.link_id) into last_link from audit.seal_log x;
+    last_link := least(coalesce(to_link, last_link), last_link);
+    if first_link < 1 then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.verify: from_link must be 1 or more, not ' || first_link;
+    end if;
+    if first_link > 1 then
+        select x.chain_hash into previous from audit.seal_log x where x.link_id = first_link - 1;
+        if previous is null then
+            raise exception using
+                errcode = 'invalid_parameter_value',
+                message = 'audit.verify: there is no link ' || (first_link - 1)
+                    || ' to start the chain from',
+                hint = 'Start at link 1, or at a link after one that exists.';
+        end if;
+    else
+        previous := pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex');
+    end if;
+
+    -- The hash each segment must have now: as sealed, or as the last redaction of it left it.
+    select coalesce(pg_catalog.jsonb_object_agg(x.segment, x.new_hash), '{}') into final_hash
+    from (
+        select distinct on (e.value ->> 'segment') e.value ->> 'segment' as segment,
+            e.value ->> 'new_hash' as new_hash
+        from audit.seal_log r, pg_catalog.jsonb_array_elements(r.body -> 'segments') e
+        where r.kind = 'redaction'
+        order by e.value ->> 'segment', r.link_id desc
+    ) x;
+    -- The rows of each segment that retention removed, as recorded.
+    select coalesce(pg_catalog.jsonb_object_agg(x.segment, x.rows), '{}') into expired
+    from (
+        select e.value ->> 'segment' as segment, sum((e.value ->> 'rows')::bigint) as rows
+        from audit.seal_log r, pg_catalog.jsonb_array_elements(r.body -> 'segments') e
+        where r.kind = 'expiry'
+        group by e.value ->> 'segment'
+    ) x;
+
+    select coalesce(x.body, '{}') into last_seal
+    from audit.seal_log x where x.kind = 'seal' order by x.link_id desc limit 1;
+    pending := array(select pg_catalog.jsonb_array_elements_text(last_seal -> 'pending'));
+    max_sealed := coalesce((last_seal ->> 'max_id')::bigint, 0);
+
+    -- One pass over the rows: each row of a sealed segment is hashed as audit.seal() did and
+    -- counted with its segment (found by binary search among the segments' id ranges); a
+    -- row in no segment is not sealed yet, or was added where a seal covered the ids. When
+    -- the check stops before the last link, only the ids of its segments are read.
+    execute pg_catalog.replace($verify$
+    with ranges as materialized (
+        select pg_catalog.array_agg(pg_catalog.lower(g) order by pg_catalog.lower(g)) as los,
+            pg_catalog.array_agg(pg_catalog.upper(g) order by pg_catalog.lower(g)) as his,
+            pg_catalog.array_agg(s.segment_id order by pg_catalog.lower(g)) as owners,
+            pg_catalog.array_agg(s.link_id between $1 and $2 order by pg_catalog.lower(g)) as checked,
+            min(pg_catalog.lower(g)) filter (where s.link_id between $1 and $2) as low,
+            max(pg_catalog.upper(g)) filter (where s.link_id between $1 and $2) as high
+        from audit.seal_segment s, pg_catalog.unnest(s.ids) g
+    ),
+    placed as (
+        select r.id, r.transaction_id, k.owner, k.checked,
+            case when k.checked then pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) end as leaf
+        from ranges m
+        join audit.record_version r
+            on $3 is null or (r.id >= m.low and r.id < m.high)
+        cross join lateral (
+            select case when b.slot > 0 and r.id < m.his[b.slot] then m.owners[b.slot] end as owner,
+                b.slot > 0 and r.id < m.his[b.slot] and m.checked[b.slot] as checked
+            from (select coalesce(pg_catalog.width_bucket(r.id, m.los), 0) as slot) b
+        ) k
+    ),
+    per_segment as (
+        select p.owner, pg_catalog.count(*) as n,
+            pg_catalog.string_agg(p.leaf, '\x'::bytea order by p.id, p.leaf) as leaves,
+            pg_catalog.count(*) filter (
+                where p.id > $4 or p.transaction_id::text = any ($5)) as waiting,
+            min(p.id) filter (
+                where p.id <= $4
+                    and not coalesce(p.transaction_id::text = any ($5), false)) as first_added
+        from placed p
+        where p.owner is null or p.checked
+        group by p.owner
+    )
+    select
+        coalesce(pg_catalog.jsonb_object_agg(ps.owner, pg_catalog.jsonb_build_array(
+            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, '\x'::bytea) || ps.leaves), 'hex')
+        )) filter (where ps.owner is not null), '{}'),
+        coalesce(sum(ps.waiting) filter (where ps.owner is null), 0),
+        coalesce(sum(ps.n - ps.waiting) filter (where ps.owner is null), 0),
+        min(ps.first_added) filter (where ps.owner is null)
+    from per_segment ps left join audit.seal_salt st on st.segment_id = ps.owner
+    $verify$, 'CANONICAL_ROW', audit.canonical_row_sql('r'))
+    into found_segments, waiting, added, first_added
+    using first_link, last_link, to_link, max_sealed, pending;
+
+    expected_link := first_link;
+    for l in
+        select x.link_id, x.kind, x.body, x.chain_hash
+        from audit.seal_log x
+        where x.link_id between first_link and last_link
+        order by x.link_id
+    loop
+        if l.link_id <> expected_link then
+            return query select expected_link, null::text, 'failed', 0::bigint, null::bytea,
+                'link ' || expected_link || ' is missing from the seal log';
+            expected_link := l.link_id;
+        end if;
+        expected_link := expected_link + 1;
+        recomputed := pg_catalog.sha256(previous
+            || pg_catalog.convert_to(audit.seal_link_text(l.link_id), 'UTF8'));
+        previous := recomputed;
+        verdict := 'ok';
+        why := null;
+        counted := 0;
+        if recomputed <> l.chain_hash then
+            verdict := 'failed';
+            why := 'link ' || l.link_id || ' was edited: its stored chain hash is not the hash '
+                || 'of its content and the previous link''s';
+        end if;
+
+        if l.kind = 'seal' then
+            for seg in
+                select x.segment_id, x.ids, x.row_count, x.hash
+                from audit.seal_segment x where x.link_id = l.link_id order by x.segment_id
+            loop
+                found := found_segments -> seg.segment_id::text;
+                want := coalesce(final_hash ->> seg.segment_id::text, pg_catalog.encode(seg.hash, 'hex'));
+                current_hash := current_hash
+                    || pg_catalog.jsonb_build_object(seg.segment_id::text, pg_catalog.encode(seg.hash, 'hex'));
+                if found is not null and (found ->> 0)::bigint = seg.row_count and found ->> 1 = want then
+                    counted := counted + seg.row_count;
+                    if final_hash ? seg.segment_id::text and verdict = 'ok' then
+                        verdict := 'redacted';
+                        why := coalesce(why || '; ', '') || 'segment ' || seg.segment_id
+                            || ' redacted (see the redaction links)';
+                    end if;
+                elsif expired ? seg.segment_id::text
+                    and coalesce((found ->> 0)::bigint, 0) + (expired ->> seg.segment_id::text)::bigint
+                        = seg.row_count then
+                    counted := counted + coalesce((found ->> 0)::bigint, 0);
+                    if verdict in ('ok', 'redacted') then
+                        verdict := 'expired';
+                        why := coalesce(why || '; ', '') || 'segment ' || seg.segment_id || ': '
+                            || (expired ->> seg.segment_id::text) || ' rows removed by retention'
+                            || case when found is null then ''
+                                else ', ' || (found ->> 0) || ' rows left unverifiable' end;
+                    end if;
+                elsif verdict <> 'failed' then
+                    verdict := 'failed';
+                    why := 'segment ' || seg.segment_id || ' (ids ' || seg.ids::text || '): '
+                        || case
+                            when coalesce((found ->> 0)::bigint, 0) < seg.row_count then
+                                (seg.row_count - coalesce((found ->> 0)::bigint, 0))
+                                || ' rows missing (sealed ' || seg.row_count || ', found '
+                                || coalesce((found ->> 0)::bigint, 0) || ')'
+                            when (found ->> 0)::bigint > seg.row_count then
+                                ((found ->> 0)::bigint - seg.row_count) || ' rows added (sealed '
+                                || seg.row_count || ', found ' || (found ->> 0) || ')'
+                            else 'rows changed (' || seg.row_count || ' rows, the hash differs)'
+                        end;
+                end if;
+            end loop;
+        elsif l.kind = 'redaction' then
+            for changed in select e.value from pg_catalog.jsonb_array_elements(l.body -> 'segments') e loop
+                if current_hash ? (changed ->> 'segment')
+                    and current_hash ->> (changed ->> 'segment') <> changed ->> 'old_hash'
+                    and verdict <> 'failed'
+                then
+                    verdict := 'failed';
+                    why := 'redaction link ' || l.link_id || ' does not follow segment '
+                        || (changed ->> 'segment') || '''s previous hash';
+                end if;
+                current_hash := current_hash
+                    || pg_catalog.jsonb_build_object(changed ->> 'segment', changed ->> 'new_hash');
+            end loop;
+            counted := coalesce((l.body ->> 'rows')::bigint, 0);
+            if verdict = 'ok' then
+                verdict := 'redacted';
+                why := (l.body ->> 'rows') || ' rows of ' || (l.body ->> 'table') || ' redacted ('
+                    || coalesce((select pg_catalog.string_agg(c, ', ')
+                        from pg_catalog.jsonb_array_elements_text(l.body -> 'columns') c), 'the whole row')
+                    || ')' || coalesce(': ' || (l.body ->> 'reason'), '');
+            end if;
+        elsif l.kind = 'expiry' then
+            counted := 0;
+            if verdict = 'ok' then
+                verdict := 'expired';
+                why := (l.body ->> 'rows') || ' rows of ' || (l.body ->> 'relation')
+                    || ' (' || (l.body ->> 'first_ts') || ' to ' || (l.body ->> 'last_ts')
+                    || ') removed by retention';
+            end if;
+        end if;
+        return query select l.link_id, l.kind, verdict, counted, recomputed, why;
+    end loop;
+
+    -- Rows no seal covers: not sealed yet (their transaction ran at the last seal, or they
+    -- came after it), or added where a seal should have covered them.
+    if to_link is null then
+        if added > 0 then
+            return query select null::bigint, 'unsealed'::text, 'failed'::text, added,
+                null::bytea, added || case when added = 1 then ' row' else ' rows' end
+                    || ' in no seal where a seal covers their ids '
+                    || '(added; the first has id ' || first_added || ')';
+        else
+            return query select null::bigint, 'unsealed'::text, 'ok'::text, waiting,
+                null::bytea, waiting || case when waiting = 1 then ' row' else ' rows' end
+                    || ' not sealed yet';
+        end if;
+    end if;
+end
+$$;
+
+revoke all on function audit.verify(bigint, bigint) from public;
+
+create or replace function audit.set_seal_mac(link bigint, mac bytea)
+returns void
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if pg_catalog.length(mac) <> 32 then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.set_seal_mac: a mac is 32 bytes (HMAC-SHA256), not '
+                || coalesce(pg_catalog.length(mac)::text, 'null');
+    end if;
+    update audit.seal_log l set mac = set_seal_mac.mac
+    where l.link_id = link and l.kind = 'seal' and l.mac is null;
+    if not found then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.set_seal_mac: link ' || link || ' is not a seal without a mac';
+    end if;
+end
+$$;
+
+revoke all on function audit.set_seal_mac(bigint, bytea) from public;
+
+create or replace function audit.redact(
+    target regclass, key jsonb, columns text[] default null, reason text default null
+)
+returns table (redaction_link bigint, rows_redacted bigint)
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set TimeZone = 'UTC'
+set jit = off
+as $$
+declare
+    link bigint;
+    shown text;
+    key_columns text[];
+    record_key uuid;
+    record_ids uuid[];
+    grown uuid[];
+    names text[];
+    missing text;
+    changed bigint;
+    audit_row bigint;
+    segment record;
+    state record;
+    new_salt bytea;
+    changes jsonb := '[]';
+    app_context jsonb;
+begin
+    select pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) into shown
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where c.oid = target;
+    if reason is null or pg_catalog.btrim(reason) = '' then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.redact(' || shown || '): say why (reason => ''...''): the REDACT '
+                || 'audit row records it';
+    end if;
+    key_columns := audit.primary_key_columns(target);
+    if pg_catalog.cardinality(key_columns) = 0 then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.redact(' || shown || '): the table has no primary key, so its '
+                || 'audit rows have no record ids to find a record by';
+    end if;
+    if key is null or pg_catalog.jsonb_typeof(key) <> 'object'
+        or not key ?& key_columns
+        or exists (select from pg_catalog.unnest(key_columns) k where key -> k = 'null'::jsonb)
+    then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.redact(' || shown || '): the key is the primary-key columns ('
+                || pg_catalog.array_to_string(key_columns, ', ') || ') as a JSON object, such as '
+                || (select pg_catalog.jsonb_object_agg(k, 'value') from pg_catalog.unnest(key_columns) k)::text
+                || ', not ' || coalesce(key::text, 'null');
+    end if;
+    if columns is not null then
+        if pg_catalog.cardinality(columns) = 0 or array_position(columns, null) is not null then
+            raise exception using
+                errcode = 'invalid_parameter_value',
+                message = 'audit.redact(' || shown || '): columns is a list of column names, '
+                    || 'or null for the whole row';
+        end if;
+        select c into missing from pg_catalog.unnest(columns) c
+        where not exists (
+            select from pg_catalog.pg_attribute a
+            where a.attrelid = target and a.attnum > 0 and not a.attisdropped and a.attname = c
+        )
+        limit 1;
+        if missing is not null then
+            raise exception using
+                errcode = 'undefined_column',
+                message = 'audit.redact(' || shown || '): the table has no column '
+                    || pg_catalog.quote_ident(missing) || ' (columns are named as in the table)';
+        end if;
+        -- The names each column had before renames: its older audit rows use them.
+        names := array(
+            select distinct x from (
+                select c as x from pg_catalog.unnest(columns) c
+                union all
+                select h.old_name::text
+                from audit.column_change h
+                join pg_catalog.pg_attribute a on a.attrelid = h.table_oid and a.attnum = h.attnum
+                where h.table_oid = target and a.attname = any (columns)
+            ) y
+        );
+    end if;
+
+    link := audit.lock_seal_chain();
+
+    record_key := audit.to_record_id(target, key_columns, key);
+    record_ids := array[record_key];
+    loop
+        grown := array(
+            select distinct x from (
+                select v.record_id as x from audit.record_version v
+                where v.table_oid = target and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
+                union all
+                select v.old_record_id from audit.record_version v
+                where v.table_oid = target and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
+            ) y
+            where x is not null
+        );
+        exit when grown <@ record_ids;
+        record_ids := array(select distinct x from pg_catalog.unnest(record_ids || grown) x);
+    end loop;
+
+    -- The sealed segments holding these rows must verify before anything changes.
+    for segment in
+        select distinct s.segment_id, s.link_id, s.row_count,
+            coalesce((
+                select e.value ->> 'new_hash'
+                from audit.seal_log r, pg_catalog.jsonb_array_elements(r.body -> 'segments') e
+                where r.kind = 'redaction' and e.value ->> 'segment' = s.segment_id::text
+                order by r.link_id desc limit 1
+            ), pg_catalog.encode(s.hash, 'hex')) as expected,
+            st.salt
+        from audit.record_version v
+        join audit.seal_segment s on s.first_ts <= v.ts and s.last_ts >= v.ts
+        join pg_catalog.unnest(s.ids) g on g @> v.id
+        left join audit.seal_salt st on st.segment_id = s.segment_id
+        where v.table_oid = target and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
+            and v.op::text <> 'REDACT'
+        order by s.segment_id
+    loop
+        select * into state from audit.segment_state(segment.segment_id, segment.salt);
+        if segment.salt is null or state.row_count <> segment.row_count
+            or pg_catalog.encode(state.hash, 'hex') <> segment.expected
+        then
+            raise exception using
+                errcode = 'data_corrupted',
+                message = 'audit.redact(' || shown || '): segment ' || segment.segment_id
+                    || ' of seal link ' || segment.link_id || ' fails verification before '
+                    || 'the redaction; nothing was redacted',
+                hint = 'Run audit.verify() (or hyper-audit-alembic verify) to see what changed.';
+        end if;
+        changes := changes || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'segment', segment.segment_id, 'old_hash', segment.expected));
+    end loop;
+
+    update audit.record_version v set
+        record = case
+            when v.record is null then null
+            when names is null then '{}'::jsonb
+            else v.record - names
+        end,
+        old_record = case
+            when v.old_record is null then null
+            when names is null then '{}'::jsonb
+            else v.old_record - names
+        end
+    where v.table_oid = target and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
+        and v.op::text <> 'REDACT';
+    get diagnostics changed = row_count;
+    if changed = 0 then
+        raise exception using
+            errcode = 'no_data_found',
+            message = 'audit.redact(' || shown || '): no audit row has the record of key '
+                || key::text || '; nothing was redacted';
+    end if;
+
+    -- Rehash each changed segment under a new salt; the old salt goes.
+    for segment in select (e.value ->> 'segment')::bigint as segment_id, e.value ->> 'old_hash' as old_hash
+        from pg_catalog.jsonb_array_elements(changes) e
+    loop
+        new_salt := pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+            || pg_catalog.uuid_send(pg_catalog.gen_random_uuid());
+        select * into state from audit.segment_state(segment.segment_id, new_salt);
+        update audit.seal_salt st set salt = new_salt where st.segment_id = segment.segment_id;
+        changes := (
+            select pg_catalog.jsonb_agg(case
+                when (e.value ->> 'segment')::bigint = segment.segment_id
+                then e.value || pg_catalog.jsonb_build_object('new_hash', pg_catalog.encode(state.hash, 'hex'))
+                else e.value end order by e.ordinality)
+            from pg_catalog.jsonb_array_elements(changes) with ordinality e
+        );
+    end loop;
+
+    app_context := nullif(pg_catalog.current_setting('hyper_audit.context', true), '')::jsonb;
+    insert into audit.record_version (record_id, op, table_oid, table_schema, table_name, context)
+    select record_key, 'REDACT'::audit.operation, target, n.nspname, c.relname,
+        case when pg_catalog.jsonb_typeof(app_context) = 'object' then app_context else '{}'::jsonb end
+        || pg_catalog.jsonb_build_object('redaction', pg_catalog.jsonb_build_object(
+            'columns', pg_catalog.to_jsonb(columns), 'reason', reason, 'link', link, 'rows', changed))
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where c.oid = target
+    returning id into audit_row;
+
+    perform audit.append_seal_link(link, 'redaction', pg_catalog.jsonb_build_object(
+        'table', shown,
+        'record_ids', (select pg_catalog.jsonb_agg(x::text order by x::text) from pg_catalog.unnest(record_ids) x),
+        'columns', pg_catalog.to_jsonb(names),
+        'reason', reason,
+        'rows', changed,
+        'audit_row', audit_row,
+        'segments', changes
+    ));
+    return query select link, changed;
+end
+$$;
+
+revoke all on function audit.redact(regclass, jsonb, text[], text) from public;
+
+create or replace function audit.note_expiry(relation regclass)
+returns bigint
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set TimeZone = 'UTC'
+as $$
+declare
+    link bigint;
+    facts record;
+begin
+    if not exists (
+        select from pg_catalog.pg_inherits i
+        where i.inhrelid = relation and i.inhparent = 'audit.record_version'::pg_catalog.regclass
+    ) then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.note_expiry: ' || relation::text
+                || ' is not a partition or chunk of audit.record_version';
+    end if;
+    link := audit.lock_seal_chain();
+    execute pg_catalog.replace($q$
+        with ranges as materialized (
+            select pg_catalog.array_agg(pg_catalog.lower(g) order by pg_catalog.lower(g)) as los,
+                pg_catalog.array_agg(pg_catalog.upper(g) order by pg_catalog.lower(g)) as his,
+                pg_catalog.array_agg(s.segment_id order by pg_catalog.lower(g)) as owners
+            from audit.seal_segment s, pg_catalog.unnest(s.ids) g
+        ),
+        placed as (
+            select r.id, r.ts, k.owner
+            from RELATION r
+            cross join ranges m
+            cross join lateral (
+                select case when b.slot > 0 and r.id < m.his[b.slot] then m.owners[b.slot] end as owner
+                from (select coalesce(pg_catalog.width_bucket(r.id, m.los), 0) as slot) b
+            ) k
+        ),
+        per_segment as (
+            select p.owner, pg_catalog.count(*) as n from placed p group by p.owner
+        )
+        select
+            (select pg_catalog.count(*) from placed) as rows,
+            (select min(p.ts) from placed p) as first_ts,
+            (select max(p.ts) from placed p) as last_ts,
+            (select coalesce(sum(ps.n), 0) from per_segment ps where ps.owner is null) as unsealed,
+            (select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'segment', ps.owner, 'rows', ps.n) order by ps.owner), '[]')
+             from per_segment ps where ps.owner is not null) as segments
+    $q$, 'RELATION', relation::text) into facts;
+    perform audit.append_seal_link(link, 'expiry', pg_catalog.jsonb_build_object(
+        'relation', relation::text,
+        'rows', facts.rows,
+        'first_ts', facts.first_ts,
+        'last_ts', facts.last_ts,
+        'unsealed_rows', facts.unsealed,
+        'segments', facts.segments
+    ));
+    return link;
+end
+$$;
+
+revoke all on function audit.note_expiry(regclass) from public;
 
 do $$
 declare

@@ -130,6 +130,329 @@ delete from audit.schema_version;
 
 insert into audit.schema_version (version) values (4);
 
+create schema if not exists audit;
+
+revoke all on schema audit from public;
+
+do $$
+begin
+    if to_regtype('audit.operation') is null then
+        -- SNAPSHOT (version 4, steps/4.sql) is a label from the start in a fresh install:
+        -- PostgreSQL refuses a label that ALTER TYPE ... ADD VALUE added until its
+        -- transaction commits, and a new database's first migration may write SNAPSHOT
+        -- rows (op.enable_tracking(..., snapshot=True)) in the transaction of the install.
+        create type audit.operation as enum ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'SNAPSHOT');
+    end if;
+end
+$$;
+
+create table if not exists audit.record_version (
+    id bigserial primary key,
+    record_id uuid,
+    old_record_id uuid,
+    op audit.operation not null,
+    ts timestamptz not null default now(),
+    table_oid oid not null,
+    table_schema name not null,
+    table_name name not null,
+    record jsonb,
+    old_record jsonb
+);
+
+do $$
+declare
+    names constant text[] := array[
+        'record_version_has_record_id',
+        'record_version_record_id_when_new',
+        'record_version_record_when_new',
+        'record_version_old_record_id_when_old',
+        'record_version_old_record_when_old'
+    ];
+    conditions constant text[] := array[
+        $c$coalesce(record_id, old_record_id) is not null or op = 'TRUNCATE'$c$,
+        $c$(op in ('INSERT', 'UPDATE')) = (record_id is not null)$c$,
+        $c$(op in ('INSERT', 'UPDATE')) = (record is not null)$c$,
+        $c$(op in ('UPDATE', 'DELETE')) = (old_record_id is not null)$c$,
+        $c$(op in ('UPDATE', 'DELETE')) = (old_record is not null)$c$
+    ];
+    -- Check constraints of other names: the reference's, to compare with.
+    others constant boolean := exists (
+        select from pg_catalog.pg_constraint k
+        where k.conrelid = 'audit.record_version'::pg_catalog.regclass and k.contype = 'c'
+            and k.conname::text <> all (names)
+    );
+    existing name;
+begin
+    if others then
+        create temporary table hyper_audit_adopt_probe (
+            record_id uuid,
+            old_record_id uuid,
+            op audit.operation not null,
+            record jsonb,
+            old_record jsonb
+        ) on commit drop;
+    end if;
+    for i in 1 .. pg_catalog.cardinality(names) loop
+        continue when exists (
+            select from pg_catalog.pg_constraint k
+            where k.conrelid = 'audit.record_version'::pg_catalog.regclass
+                and k.conname = names[i]
+        );
+        existing := null;
+        if others then
+            execute 'alter table pg_temp.hyper_audit_adopt_probe add constraint '
+                || pg_catalog.quote_ident(names[i]) || ' check (' || conditions[i] || ')';
+            select k.conname into existing
+            from pg_catalog.pg_constraint k
+            join pg_catalog.pg_constraint p
+                on p.conrelid = 'pg_temp.hyper_audit_adopt_probe'::pg_catalog.regclass
+                and p.conname = names[i]
+            where k.conrelid = 'audit.record_version'::pg_catalog.regclass
+                and k.contype = 'c'
+                and pg_catalog.pg_get_constraintdef(k.oid) = pg_catalog.pg_get_constraintdef(p.oid)
+            order by k.conname
+            limit 1;
+        end if;
+        if existing is not null then
+            execute 'alter table audit.record_version rename constraint '
+                || pg_catalog.quote_ident(existing) || ' to ' || pg_catalog.quote_ident(names[i]);
+        else
+            execute 'alter table audit.record_version add constraint '
+                || pg_catalog.quote_ident(names[i]) || ' check (' || conditions[i] || ')';
+        end if;
+    end loop;
+    if others then
+        drop table pg_temp.hyper_audit_adopt_probe;
+    end if;
+end
+$$;
+
+revoke all on audit.record_version from public;
+
+do $$
+begin
+    if (select prorettype from pg_catalog.pg_proc where oid = to_regprocedure('auth.uid()'))
+            = 'uuid'::regtype
+        and (select prorettype from pg_catalog.pg_proc where oid = to_regprocedure('auth.role()'))
+            = 'text'::regtype
+    then
+        alter table audit.record_version
+            add column if not exists auth_uid uuid default auth.uid(),
+            add column if not exists auth_role text default auth.role();
+    end if;
+end
+$$;
+
+create table if not exists audit.schema_version (
+    version integer not null check (version > 0),
+    installed_at timestamptz not null default now()
+);
+
+revoke all on audit.schema_version from public;
+
+delete from audit.schema_version;
+
+insert into audit.schema_version (version) values (1);
+
+do $$
+begin
+    if pg_catalog.current_setting('server_version_num')::integer < 130000 then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = 'audit schema upgrade to version 2: PostgreSQL '
+                || pg_catalog.current_setting('server_version')
+                || ' has no xid8 transaction ids (pg_current_xact_id())',
+            hint = 'Audit schema version 2 needs PostgreSQL 13 or later.';
+    end if;
+end
+$$;
+
+alter table audit.record_version
+    add column if not exists actor text,
+    add column if not exists context jsonb,
+    add column if not exists transaction_id xid8;
+
+alter table audit.record_version
+    alter column actor set default coalesce(
+        nullif(pg_catalog.current_setting('hyper_audit.actor', true), ''),
+        nullif(pg_catalog.current_setting('role'), 'none'),
+        session_user::text
+    ),
+    alter column context set default
+        nullif(pg_catalog.current_setting('hyper_audit.context', true), '')::jsonb,
+    alter column transaction_id set default pg_catalog.pg_current_xact_id();
+
+create index if not exists record_version_transaction_id
+    on audit.record_version (transaction_id) where transaction_id is not null;
+
+delete from audit.schema_version;
+
+insert into audit.schema_version (version) values (2);
+
+create unlogged table if not exists audit.key_change_state (
+    backend_pid integer not null,
+    table_oid oid not null,
+    depth integer not null,
+    first_id bigint,
+    primary key (backend_pid, table_oid, depth)
+);
+
+revoke all on audit.key_change_state from public;
+
+comment on table audit.key_change_state is
+    'hyper_audit: the first audit row audit_key_change wrote in the running statement, per '
+    'backend, table and trigger depth (for audit_update; null between statements).';
+
+delete from audit.schema_version;
+
+insert into audit.schema_version (version) values (3);
+
+do $$
+begin
+    if not exists (
+        select from pg_catalog.pg_enum e
+        where e.enumtypid = 'audit.operation'::pg_catalog.regtype and e.enumlabel = 'SNAPSHOT'
+    ) then
+        alter type audit.operation add value 'SNAPSHOT';
+    end if;
+end
+$$;
+
+do $$
+begin
+    if not exists (
+        select from pg_catalog.pg_constraint k
+        where k.conrelid = 'audit.record_version'::pg_catalog.regclass
+            and k.conname = 'record_version_record_id_when_new'
+            and pg_catalog.strpos(pg_catalog.pg_get_constraintdef(k.oid), 'SNAPSHOT') > 0
+    ) then
+        alter table audit.record_version
+            drop constraint if exists record_version_record_id_when_new,
+            add constraint record_version_record_id_when_new
+                check ((op in ('INSERT', 'UPDATE') or op::text = 'SNAPSHOT') = (record_id is not null)),
+            drop constraint if exists record_version_record_when_new,
+            add constraint record_version_record_when_new
+                check ((op in ('INSERT', 'UPDATE') or op::text = 'SNAPSHOT') = (record is not null));
+    end if;
+end
+$$;
+
+create table if not exists audit.trail_complete_since (
+    table_oid oid primary key,
+    since timestamptz not null,
+    after_id bigint not null,
+    how text not null check (how in ('snapshot', 'empty'))
+);
+
+revoke all on audit.trail_complete_since from public;
+
+create table if not exists audit.snapshot_progress (
+    table_oid oid primary key,
+    start_id bigint not null,
+    started_at timestamptz not null,
+    file_node oid not null,
+    next_page bigint not null,
+    end_page bigint not null,
+    written bigint not null
+);
+
+revoke all on audit.snapshot_progress from public;
+
+create table if not exists audit.tracked_column (
+    table_oid oid not null,
+    attnum smallint not null,
+    name name not null,
+    primary key (table_oid, attnum)
+);
+
+revoke all on audit.tracked_column from public;
+
+create table if not exists audit.column_change (
+    id bigserial primary key,
+    step bigint not null,
+    table_oid oid not null,
+    attnum smallint not null,
+    kind text not null check (kind in ('rename', 'drop')),
+    old_name name not null,
+    new_name name,
+    before_id bigint not null,
+    changed_at timestamptz not null default now(),
+    check ((kind = 'rename') = (new_name is not null))
+);
+
+create index if not exists column_change_table_oid on audit.column_change (table_oid, before_id);
+
+revoke all on audit.column_change from public;
+
+insert into audit.tracked_column (table_oid, attnum, name)
+select a.attrelid, a.attnum, a.attname
+from pg_catalog.pg_attribute a
+where a.attnum > 0 and not a.attisdropped
+    and a.attrelid in (
+        select t.tgrelid from pg_catalog.pg_trigger t
+        where t.tgfoid = pg_catalog.to_regprocedure('audit.record_row_change()')
+    )
+on conflict do nothing;
+
+delete from audit.schema_version;
+
+insert into audit.schema_version (version) values (4);
+
+do $$
+declare
+    timescale_schema name;
+begin
+    select n.nspname into timescale_schema
+    from pg_catalog.pg_extension e
+    join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+    where e.extname = 'timescaledb';
+
+    -- A natively partitioned audit table (op.install_audit(partitioned=...)) stays so:
+    -- TimescaleDB cannot convert it, and its partitioned indexes have these names already.
+    if (
+        select c.relkind from pg_catalog.pg_class c
+        where c.oid = pg_catalog.to_regclass('audit.record_version')
+    ) = 'p' then
+        timescale_schema := null;
+    end if;
+
+    if timescale_schema is not null then
+        if not exists (
+            select from timescaledb_information.hypertables
+            where hypertable_schema = 'audit' and hypertable_name = 'record_version'
+        ) then
+            -- An audit installed before TimescaleDB has the plain indexes under the same
+            -- names: drop them so that they come back composite, after the rows moved.
+            -- No default index on ts either: chunk exclusion covers time ranges, and every
+            -- index costs each audited write.
+            alter table audit.record_version drop constraint if exists record_version_pkey;
+            drop index if exists audit.record_version_ts;
+            drop index if exists audit.record_version_record_id;
+            drop index if exists audit.record_version_old_record_id;
+            drop index if exists audit.record_version_table_oid;
+            execute 'select ' || pg_catalog.quote_ident(timescale_schema)
+                || '.create_hypertable(''audit.record_version'', ''ts'', '
+                || 'create_default_indexes => false, migrate_data => true)';
+        end if;
+        create index if not exists record_version_record_id
+            on audit.record_version (record_id, ts) where record_id is not null;
+        create index if not exists record_version_old_record_id
+            on audit.record_version (old_record_id, ts) where old_record_id is not null;
+        create index if not exists record_version_table_oid
+            on audit.record_version (table_oid, ts);
+    else
+        create index if not exists record_version_record_id
+            on audit.record_version (record_id) where record_id is not null;
+        create index if not exists record_version_old_record_id
+            on audit.record_version (old_record_id) where old_record_id is not null;
+        create index if not exists record_version_ts
+            on audit.record_version using brin (ts);
+        create index if not exists record_version_table_oid
+            on audit.record_version (table_oid);
+    end if;
+end
+$$;
+
 do $$
 declare
     ext_schema name;

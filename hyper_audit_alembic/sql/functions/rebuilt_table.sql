@@ -117,6 +117,8 @@ begin
             and v.id > greatest(mark.after_id, coalesce(truncated, 0))
             and v.id < below
             and v.ts <= upto
+            -- A REDACT row (version 5) names a record but changes no row.
+            and v.op::text <> 'REDACT'
     ),
     effects as (
         select x.rid, x.id, x.rec from versions x where x.rid is not null

@@ -39,7 +39,7 @@ declare
     changes jsonb := '[]';
     app_context jsonb;
 begin
-    select pg_catalog.format('%I.%I', n.nspname, c.relname) into shown
+    select pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) into shown
     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where c.oid = target;
     if reason is null or pg_catalog.btrim(reason) = '' then

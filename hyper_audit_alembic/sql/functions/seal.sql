@@ -18,7 +18,7 @@
 -- A row is sealed once: by id above max_id, or by a pending transaction id, never both
 -- (a pending transaction's rows were not visible to the seal that named it).
 --
--- Canonical row text (docs/compliance.md): (to_jsonb(row) - 'table_oid')::text in UTC;
+-- Canonical row text (docs/compliance.md, audit.canonical_row_sql): a JSON array of the columns;
 -- each segment's hash is sha256(salt || sha256(row text) || ... in id order).
 create or replace function audit.seal()
 returns table (link_id bigint, rows_sealed bigint, segments integer, chain_hash bytea)
@@ -74,25 +74,24 @@ begin
 
     select coalesce(max(s.segment_id), 0) into first_segment from audit.seal_segment s;
 
+    execute pg_catalog.replace($seal$
     with candidates as materialized (
         select r.id, r.ts, r.tableoid as rel,
-            pg_catalog.sha256(pg_catalog.convert_to(
-                (pg_catalog.to_jsonb(r) - 'table_oid')::text, 'UTF8')) as leaf
+            pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
         from audit.record_version r
-        where r.ts >= scan_from and r.id > max_id
-            and r.transaction_id is distinct from me
+        where r.ts >= $1 and r.id > $2
+            and r.transaction_id is distinct from $3
         union all
         select r.id, r.ts, r.tableoid,
-            pg_catalog.sha256(pg_catalog.convert_to(
-                (pg_catalog.to_jsonb(r) - 'table_oid')::text, 'UTF8'))
+            pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8'))
         from audit.record_version r
-        where r.transaction_id = any (pending)
-            and not (r.ts >= scan_from and r.id > max_id)
-            and r.transaction_id is distinct from me
+        where r.transaction_id = any ($4)
+            and not (r.ts >= $1 and r.id > $2)
+            and r.transaction_id is distinct from $3
     ),
     blocks as materialized (
         select b.rel, b.block,
-            first_segment + pg_catalog.row_number() over (order by b.first_id, b.rel) as segment_id,
+            $5 + pg_catalog.row_number() over (order by b.first_id, b.rel) as segment_id,
             pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
                 || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) as salt
         from (
@@ -118,7 +117,7 @@ begin
     hashed as materialized (
         select b.segment_id, b.salt, i.ids, pg_catalog.count(*) as row_count,
             min(c.ts) as first_ts, max(c.ts) as last_ts, max(c.id) as last_id,
-            pg_catalog.sha256(b.salt || pg_catalog.string_agg(c.leaf, '\x'::bytea order by c.id, c.leaf)) as hash
+            pg_catalog.sha256(b.salt || pg_catalog.string_agg(c.leaf, '\x'::pg_catalog.bytea order by c.id, c.leaf)) as hash
         from candidates c
         join blocks b on b.rel = c.rel and b.block = c.id / 100000
         join islands i on i.rel = c.rel and i.block = c.id / 100000
@@ -126,7 +125,7 @@ begin
     ),
     new_segments as (
         insert into audit.seal_segment (segment_id, link_id, ids, row_count, first_ts, last_ts, hash)
-        select h.segment_id, link, h.ids, h.row_count, h.first_ts, h.last_ts, h.hash from hashed h
+        select h.segment_id, $6, h.ids, h.row_count, h.first_ts, h.last_ts, h.hash from hashed h
     ),
     new_salts as (
         insert into audit.seal_salt (segment_id, salt)
@@ -139,9 +138,11 @@ begin
         array(
             select x from pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x
             union
-            select me where me is not null
+            select $3 where $3 is not null
         )
-    into sealed, made, highest, now_pending;
+    $seal$, 'CANONICAL_ROW', audit.canonical_row_sql('r'))
+    into sealed, made, highest, now_pending
+    using scan_from, max_id, me, pending, first_segment, link;
 
     if made = 0 then
         return;

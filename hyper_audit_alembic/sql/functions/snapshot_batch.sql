@@ -194,6 +194,7 @@ begin
             where not exists (
                 select from audit.record_version as v
                 where v.table_oid = $1 and v.record_id = s.id and v.id > $8
+                    and v.op::text <> ''REDACT''
             )'
         using target::oid, schema_name, relation_name, keys, excluded,
             ('(' || progress.next_page || ',0)')::tid, ('(' || upto || ',0)')::tid,

@@ -94,23 +94,25 @@ begin
     -- counted with its segment (found by binary search among the segments' id ranges); a
     -- row in no segment is not sealed yet, or was added where a seal covered the ids. When
     -- the check stops before the last link, only the ids of its segments are read.
+    execute pg_catalog.replace($verify$
     with ranges as materialized (
         select pg_catalog.array_agg(pg_catalog.lower(g) order by pg_catalog.lower(g)) as los,
             pg_catalog.array_agg(pg_catalog.upper(g) order by pg_catalog.lower(g)) as his,
             pg_catalog.array_agg(s.segment_id order by pg_catalog.lower(g)) as owners,
-            min(pg_catalog.lower(g)) as low, max(pg_catalog.upper(g)) as high
+            pg_catalog.array_agg(s.link_id between $1 and $2 order by pg_catalog.lower(g)) as checked,
+            min(pg_catalog.lower(g)) filter (where s.link_id between $1 and $2) as low,
+            max(pg_catalog.upper(g)) filter (where s.link_id between $1 and $2) as high
         from audit.seal_segment s, pg_catalog.unnest(s.ids) g
-        where s.link_id between first_link and last_link
     ),
     placed as (
-        select r.id, r.transaction_id, k.owner,
-            case when k.owner is not null then pg_catalog.sha256(pg_catalog.convert_to(
-                (pg_catalog.to_jsonb(r) - 'table_oid')::text, 'UTF8')) end as leaf
+        select r.id, r.transaction_id, k.owner, k.checked,
+            case when k.checked then pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) end as leaf
         from ranges m
         join audit.record_version r
-            on to_link is null or (r.id >= m.low and r.id < m.high)
+            on $3 is null or (r.id >= m.low and r.id < m.high)
         cross join lateral (
-            select case when b.slot > 0 and r.id < m.his[b.slot] then m.owners[b.slot] end as owner
+            select case when b.slot > 0 and r.id < m.his[b.slot] then m.owners[b.slot] end as owner,
+                b.slot > 0 and r.id < m.his[b.slot] and m.checked[b.slot] as checked
             from (select coalesce(pg_catalog.width_bucket(r.id, m.los), 0) as slot) b
         ) k
     ),
@@ -118,11 +120,12 @@ begin
         select p.owner, pg_catalog.count(*) as n,
             pg_catalog.string_agg(p.leaf, '\x'::bytea order by p.id, p.leaf) as leaves,
             pg_catalog.count(*) filter (
-                where p.id > max_sealed or p.transaction_id::text = any (pending)) as waiting,
+                where p.id > $4 or p.transaction_id::text = any ($5)) as waiting,
             min(p.id) filter (
-                where p.id <= max_sealed
-                    and not coalesce(p.transaction_id::text = any (pending), false)) as first_added
+                where p.id <= $4
+                    and not coalesce(p.transaction_id::text = any ($5), false)) as first_added
         from placed p
+        where p.owner is null or p.checked
         group by p.owner
     )
     select
@@ -132,8 +135,10 @@ begin
         coalesce(sum(ps.waiting) filter (where ps.owner is null), 0),
         coalesce(sum(ps.n - ps.waiting) filter (where ps.owner is null), 0),
         min(ps.first_added) filter (where ps.owner is null)
+    from per_segment ps left join audit.seal_salt st on st.segment_id = ps.owner
+    $verify$, 'CANONICAL_ROW', audit.canonical_row_sql('r'))
     into found_segments, waiting, added, first_added
-    from per_segment ps left join audit.seal_salt st on st.segment_id = ps.owner;
+    using first_link, last_link, to_link, max_sealed, pending;
 
     expected_link := first_link;
     for l in
@@ -240,11 +245,13 @@ begin
     if to_link is null then
         if added > 0 then
             return query select null::bigint, 'unsealed'::text, 'failed'::text, added,
-                null::bytea, added || ' rows in no seal where a seal covers their ids '
+                null::bytea, added || case when added = 1 then ' row' else ' rows' end
+                    || ' in no seal where a seal covers their ids '
                     || '(added; the first has id ' || first_added || ')';
         else
             return query select null::bigint, 'unsealed'::text, 'ok'::text, waiting,
-                null::bytea, waiting || ' rows not sealed yet';
+                null::bytea, waiting || case when waiting = 1 then ' row' else ' rows' end
+                    || ' not sealed yet';
         end if;
     end if;
 end

@@ -50,6 +50,7 @@ drop function if exists audit.segment_state(bigint, bytea);
 drop function if exists audit.append_seal_link(bigint, text, jsonb);
 drop function if exists audit.lock_seal_chain();
 drop function if exists audit.seal_link_text(bigint);
+drop function if exists audit.canonical_row_sql(text);
 
 drop table if exists audit.seal_salt;
 drop table if exists audit.seal_segment;
