@@ -2,17 +2,24 @@
 
 It recomputes, in Python, what ``audit.seal()`` hashed and ``audit.verify()`` checks:
 
-* canon(row) = UTF-8 of ``(to_jsonb(row) - 'table_oid')::text`` under ``TimeZone = 'UTC'``;
+* canon(row) = UTF-8 of ``json_build_array(id, record_id, old_record_id, op, ts,
+  table_schema, table_name, record, old_record, actor, context, transaction_id)::text``
+  under ``TimeZone = 'UTC'`` (``table_oid`` is left out: a dump and restore changes it);
+  where ``audit.record_version`` has other columns (Supabase's ``auth_uid``,
+  ``auth_role``), one more element: ``json_strip_nulls(json_build_object(name, value,
+  ...))`` of those columns in name order, appended only when it is not ``{}``;
   leaf(row) = sha256(canon(row));
 * a segment's hash = sha256(salt || leaf_1 || ... || leaf_n), its rows (the ids of its
-  ``int8multirange``) in ascending id, then leaf bytes; the salt is the segment's current
-  one (``audit.seal_salt``);
+  ranges) in ascending id, then leaf bytes; the salt is the segment's current one
+  (``audit.seal_salt``); a redaction link's body gives the segments it changed a new hash;
 * chain_hash(k) = sha256(chain_hash(k - 1) || UTF-8 of ``audit.seal_link_text(k)``),
   chain_hash(0) = 32 zero bytes.
 
-Nothing here calls the audit schema's hashing code: only the rows, the salts, the segments
-and the link text are read. A test asserts the hashes it finds equal the stored and the
-returned ones, which proves the documented serialisation is what the code hashes.
+Nothing here calls the audit schema's hashing code (``audit.canonical_row_sql``,
+``audit.segment_state``): the canonical text comes from a query written here, and only the
+rows, the salts, the segments and the link text are read. A test asserts the hashes it finds
+equal the stored and the returned ones, which proves the documented serialisation is what
+the code hashes.
 """
 
 from __future__ import annotations
@@ -43,13 +50,53 @@ class Reference:
     rows: dict[int, int]
 
 
+#: The columns of the canonical array, in its order.
+CANONICAL_COLUMNS = (
+    "id", "record_id", "old_record_id", "op", "ts", "table_schema", "table_name",
+    "record", "old_record", "actor", "context", "transaction_id",
+)  # fmt: skip
+
+
+def canonical_query(db: Db) -> str:
+    """The documented canonical text as a query of ours: (id, text) of every audit row."""
+    others = [
+        name
+        for (name,) in db.rows(
+            "select attname::text from pg_attribute"
+            " where attrelid = 'audit.record_version'::regclass and attnum > 0"
+            " and not attisdropped order by attname"
+        )
+        if name not in CANONICAL_COLUMNS and name != "table_oid"
+    ]
+    fixed = "json_build_array(" + ", ".join(f"r.{quote(c)}" for c in CANONICAL_COLUMNS) + ")"
+    text = fixed + "::text"
+    if others:
+        extra = (
+            "json_strip_nulls(json_build_object("
+            + ", ".join(f"{literal(c)}, r.{quote(c)}" for c in others)
+            + "))"
+        )
+        with_extra = fixed[:-1] + ", " + extra + ")"
+        text = f"case when {extra}::text = '{{}}' then {fixed}::text else {with_extra}::text end"
+    return f"select r.id, {text} from audit.record_version r"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def canonical_rows(db: Db) -> dict[int, list[bytes]]:
     """Every audit row's canonical bytes, by id (a forged duplicate id gives two)."""
+    query = canonical_query(db)
     with db.conn.cursor() as cur:
         cur.execute("begin")
         try:
             cur.execute("set local timezone = 'UTC'")
-            cur.execute("select id, (to_jsonb(r) - 'table_oid')::text from audit.record_version r")
+            cur.execute(query)
             found = cur.fetchall()
         finally:
             cur.execute("commit")

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from audit_helpers import Db, connect, record_id, run_online
+from audit_helpers import SUPABASE_AUTH, Db, connect, record_id, run_online
 from compliance_reference import ZERO, canonical_rows, leaf, link_text, recompute, segment_hash
 from compliance_reference import multirange_ids as id_ranges
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -232,10 +232,10 @@ def test_a_row_forged_between_sealed_ids_is_added(db: Db, engine: sa.Engine) -> 
     assert report.first_failure == VerifyFailure(
         None,
         "unsealed",
-        "1 rows in no seal where a seal covers their ids (added; the first has id 2)",
+        "1 row in no seal where a seal covers their ids (added; the first has id 2)",
     )
     assert report.summary() == (
-        "FAILED: audit rows in no seal: 1 rows in no seal where a seal covers their ids "
+        "FAILED: audit rows in no seal: 1 row in no seal where a seal covers their ids "
         "(added; the first has id 2)"
     )
 
@@ -472,11 +472,6 @@ def test_the_redact_row_in_the_history_api(db: Db, engine: sa.Engine) -> None:
     assert db.rows("select * from account where id = 8") == [(8, "Bob", "bob@example.org", None)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit.rebuilt_table (table_as_of, table_before) takes a REDACT row for the "
-    "record's deletion: its versions need op <> 'REDACT' (SQL, the lead's)",
-)
 def test_table_as_of_passes_over_a_redact(db: Db, engine: sa.Engine) -> None:
     db.run("call audit.snapshot('public.account')")
     write_some(db)
@@ -749,3 +744,32 @@ def test_asyncio_and_other_drivers(db: Db, db_url: str, driver: str) -> None:
     assert (report.ok, report.rows_verified, report.redactions, report.not_keyed) == (
         True, 4, 1, (2,)
     )  # fmt: skip
+
+
+def test_the_canonical_text_of_supabase_auth_columns(engine: sa.Engine, db_url: str) -> None:
+    """Columns beyond the design's (Supabase's auth_uid, auth_role) join the canonical text
+    as one object of those not null, only where there is one: the reference agrees."""
+    with connect(db_url) as db:
+        db.run(SUPABASE_AUTH)
+        run_online(engine, lambda op: op.install_audit())
+        db.run(
+            "create table account (id int primary key, name text not null, email text, phone text)"
+        )
+        db.run("select audit.enable_tracking('public.account')")
+        db.run(
+            "begin; select set_config('request.jwt.claim.sub', %s, true);"
+            " insert into account values (1, 'Ann', null, null); commit",
+            [str(uuid.UUID(int=7))],
+        )
+        db.run("insert into account values (2, 'Bob', null, null)")
+        auth = db.rows("select auth_uid::text, auth_role from audit.record_version order by id")
+        assert auth == [(str(uuid.UUID(int=7)), None), (None, None)]
+        canon = canonical_rows(db)
+        assert json.loads(canon[1][0])[-1] == {"auth_uid": str(uuid.UUID(int=7))}
+        assert len(json.loads(canon[2][0])) == 12  # no extra element: all of them null
+        with engine.begin() as connection:
+            seal(connection)
+        with engine.connect() as connection:
+            report = verify(connection)
+        assert (report.ok, report.rows_verified) == (True, 2)
+        assert_reference_agrees(db, report)
