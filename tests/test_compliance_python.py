@@ -773,3 +773,50 @@ def test_the_canonical_text_of_supabase_auth_columns(engine: sa.Engine, db_url: 
             report = verify(connection)
         assert (report.ok, report.rows_verified) == (True, 2)
         assert_reference_agrees(db, report)
+
+
+def test_the_commands_from_the_plain_wheel(db: Db, db_url: str, plain_python: Path) -> None:
+    """What a user installs (the wheel alone, no greenlet), in a fresh interpreter."""
+    write_some(db)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(plain_python), "-m", "hyper_audit_alembic", *args],
+            capture_output=True, text=True, env=environment, cwd=plain_python.parents[2],
+            timeout=120,
+        )  # fmt: skip
+
+    sealed = run("seal", "--url", db_url)
+    assert (sealed.returncode, sealed.stderr) == (0, "")
+    assert sealed.stdout.splitlines()[0] == "sealed link 1: 4 rows in 1 segment"
+    redacted = run("redact", "--url", db_url, "--table", "account", "--key", '{"id": 8}',
+                   "--column", "email", "--reason", "erasure")  # fmt: skip
+    assert redacted.stdout == 'redacted email of public.account {"id": 8} in 1 audit row; link 2\n'
+
+    verified = run("verify", "--url", db_url)
+    assert verified.stderr == ""
+    assert (verified.returncode, verified.stdout.splitlines()[0]) == (
+        0,
+        f"4 rows in 2 links verified (1 redaction, 0 expiries); latest chain hash "
+        f"{chain_hash(db, 2)}",
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="audit.verify: a whole-row redaction link's body has columns null, and "
+    "jsonb_array_elements_text(body -> 'columns') raises 'cannot extract elements from a "
+    "scalar' (verify.sql / redact.sql: SQL, not this helper's)",
+)
+def test_verify_after_a_whole_row_redaction(db: Db, engine: sa.Engine) -> None:
+    write_some(db)
+    with engine.begin() as connection:
+        seal(connection)
+    with Session(engine) as session:
+        assert redact(session, Account, 8, reason="erasure").columns is None
+        session.commit()
+    with engine.connect() as connection:
+        report = verify(connection)
+    assert (report.ok, report.redactions) == (True, 1)
+    assert report.links[1].detail == "1 rows of public.account redacted (the whole row): erasure"
