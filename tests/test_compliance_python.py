@@ -47,7 +47,7 @@ from hyper_audit_alembic import (
 )
 from hyper_audit_alembic.runtime.compliance import LinkCheck, VerifyFailure
 from hyper_audit_alembic.runtime.compliance.verify import MAC_MISMATCH
-from hyper_audit_alembic.runtime.history import render_versions
+from hyper_audit_alembic.runtime.history import describe_redaction, render_versions
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -419,6 +419,9 @@ def test_the_redact_row_in_the_history_api(db: Db, engine: sa.Engine) -> None:
         assert redacted.redaction == {
             "columns": ["email"], "reason": "asked by the customer", "link": 1, "rows": 3
         }  # fmt: skip
+        assert describe_redaction(redacted) == (
+            f"REDACT by {redacted.actor}: columns email — asked by the customer"
+        )
         table = render_versions(versions, ("id", "name", "email", "phone"))
         assert re.split(r"\s{2,}", table.splitlines()[-1]) == [
             str(redacted.ts), "REDACT", str(redacted.actor),
