@@ -6,13 +6,22 @@ Alembic). The layout of the package:
 - ``plugin`` (the Alembic entry point: registration), ``op`` (+ ``op.pyi``);
 - ``migration/``: the operations, their SQL, renderers, comparators, catalog reads,
   option checks, the model flag;
-- ``runtime/``: the history API, ``audit_context`` and the time machine (restore, revert);
+- ``runtime/``: the history API, ``audit_context``, the time machine (restore, revert) and
+  compliance (seal, verify, redact);
 - ``sql/``: the audit schema as SQL files; ``sqltext``: quoting;
 - ``devtools/``: the throwaway server and the demo; ``cli``: the command line;
 - ``templates``, ``urls``, ``errors``, ``adapters`` (private APIs of other libraries).
 """
 
 from .errors import ConflictError, IncompleteTrailError
+from .runtime.compliance import (
+    RedactResult,
+    SealResult,
+    VerifyReport,
+    redact,
+    seal,
+    verify,
+)
 from .runtime.context import audit_context
 from .runtime.history import (
     ColumnChange,
@@ -49,7 +58,10 @@ __all__ = [
     "Operation",
     "PastRow",
     "RecordVersion",
+    "RedactResult",
     "RowWrite",
+    "SealResult",
+    "VerifyReport",
     "VersionDiff",
     "WritePlan",
     "as_of",
@@ -60,11 +72,14 @@ __all__ = [
     "history",
     "net_changes",
     "record_id",
+    "redact",
     "restore",
     "revert_context",
     "revert_transaction",
+    "seal",
     "table_as_of",
     "table_history",
     "transaction_history",
     "undelete",
+    "verify",
 ]

@@ -1,5 +1,5 @@
 """The command line: ``python -m hyper_audit_alembic init | demo | history | diff |
-restore | revert``.
+restore | revert | seal | verify | redact``.
 
 Also installed as the ``hyper-audit-alembic`` script. Each command is a thin layer over
 the package (templates, the demo, the history API); this module only parses arguments and
@@ -87,12 +87,16 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _count(versions: Sequence[object]) -> str:
-    """``3 changes``; a baseline is counted apart: ``1 snapshot, 2 changes``."""
+    """``3 changes``; a baseline and redactions are counted apart: ``1 snapshot, 2 changes,
+    1 redaction``."""
     snapshots = sum(1 for v in versions if str(getattr(v, "op", "")) == "SNAPSHOT")
-    changes = len(versions) - snapshots
+    redactions = sum(1 for v in versions if str(getattr(v, "op", "")) == "REDACT")
+    changes = len(versions) - snapshots - redactions
     count = f"{changes} change{'' if changes == 1 else 's'}"
     if snapshots:
         count = f"{snapshots} snapshot{'' if snapshots == 1 else 's'}, {count}"
+    if redactions:
+        count = f"{count}, {redactions} redaction{'' if redactions == 1 else 's'}"
     return count
 
 
@@ -121,7 +125,14 @@ def _diff(args: argparse.Namespace) -> int:
     import json
     from decimal import Decimal
 
-    from .runtime.history import diff_versions, lookup_record, net_changes, parse_table_name
+    from .runtime.history import (
+        context_shown,
+        diff_versions,
+        lookup_record,
+        net_changes,
+        parse_table_name,
+        redaction_text,
+    )
 
     schema, _ = parse_table_name(args.table)
     with _audit_session(args, args.table) as session:
@@ -181,8 +192,11 @@ def _diff(args: argparse.Namespace) -> int:
         return 0
     print(f"{title}: {len(diffs)} version{'' if len(diffs) == 1 else 's'}")
     for entry in diffs:
-        context = "" if entry.version.context is None else " " + show(entry.version.context)
+        shown_context = context_shown(entry.version)
+        context = "" if shown_context is None else " " + show(shown_context)
         print(f"version {entry.id} {entry.op} {entry.ts} by {entry.version.actor}{context}")
+        if entry.version.redaction is not None:
+            print(f"  redacted {redaction_text(entry.version)}")
         for name, (before, after) in entry.changes.items():
             print(f"  {name}: {show(before)} -> {show(after)}")
         for name, (before, after) in entry.dropped.items():
@@ -370,6 +384,107 @@ def _revert(args: argparse.Namespace) -> int:
     return _write_command(args, None, run)
 
 
+def _read_key_file(path: str | None) -> bytes | None:
+    """The raw bytes of ``--key-file`` (None without one), refused in one line when it is
+    missing, empty or shorter than a key must be."""
+    from .runtime.compliance.keys import MIN_KEY_BYTES
+
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            key = handle.read()
+    except FileNotFoundError:
+        raise CommandError(f"--key-file {path}: no such file") from None
+    except OSError as error:
+        raise CommandError(f"--key-file {path}: {error.strerror or error}") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise CommandError(
+            f"--key-file {path}: "
+            + ("the file is empty" if not key else f"it holds {len(key)} byte(s)")
+            + f"; a key needs at least {MIN_KEY_BYTES} (e.g. head -c 32 /dev/urandom > {path})"
+        )
+    return key
+
+
+def _seal(args: argparse.Namespace) -> int:
+    from .runtime.compliance import seal
+
+    key = _read_key_file(args.key_file)
+    with _audit_session(args, None) as session:
+        result = seal(session, key=key)
+        session.commit()
+    if result is None:
+        print("nothing to seal: every committed audit row is sealed already")
+        return 0
+    rows = f"{result.rows_sealed} row{'' if result.rows_sealed == 1 else 's'}"
+    segments = f"{result.segments} segment{'' if result.segments == 1 else 's'}"
+    keyed = ", keyed" if result.keyed else ""
+    print(f"sealed link {result.link_id}: {rows} in {segments}{keyed}")
+    print(f"chain hash {result.chain_hash}")
+    print("keep this hash elsewhere (a ticket, a log): verify shows the latest one to compare")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from .runtime.compliance import verify
+
+    key = _read_key_file(args.key_file)
+    with _audit_session(args, None) as session:
+        report = verify(session, from_link=args.from_link, to_link=args.to_link, key=key)
+        session.rollback()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(report), ensure_ascii=False, indent=2))
+        return 0 if report.ok else 1
+    print(report.summary())
+    if report.first_failure is not None:
+        return 1
+    if report.unsealed_rows:
+        count = report.unsealed_rows
+        print(f"{count} audit row{'' if count == 1 else 's'} not sealed yet (seal covers them)")
+    if report.not_keyed:
+        first, last = report.not_keyed[0], report.not_keyed[-1]
+        links = f"link {first}" if first == last else f"links {first}-{last}"
+        print(
+            f"{links} not keyed yet: the key covers the chain up to link {first - 1} "
+            "(the next seal --key-file covers them)"
+            if first > 1
+            else f"{links} not keyed yet: no link holds a mac of this key"
+        )
+    return 0
+
+
+def _redact(args: argparse.Namespace) -> int:
+    import json
+
+    from .runtime.compliance import redact
+    from .runtime.context import audit_context
+    from .runtime.history import parse_table_name
+
+    parse_table_name(args.table)
+    try:
+        key = json.loads(args.key)
+    except ValueError:
+        key = None
+    if not isinstance(key, dict) or not key:
+        raise CommandError(
+            f"--key {args.key}: give the primary key as a JSON object by column name, "
+            "e.g. --key '{\"id\": 7}'"
+        )
+    with _audit_session(args, args.table) as session:
+        with audit_context(session, actor=args.actor):
+            result = redact(session, args.table, key, columns=args.column, reason=args.reason)
+        session.commit()
+    rows = f"{result.rows_redacted} audit row{'' if result.rows_redacted == 1 else 's'}"
+    what = "the whole row image" if result.columns is None else ", ".join(result.columns)
+    shown_key = json.dumps({k: _shown(v) for k, v in result.key.items()}, ensure_ascii=False)
+    print(f"redacted {what} of {result.table} {shown_key} in {rows}; link {result.link_id}")
+    return 0
+
+
 def _add_write_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--url", default=os.environ.get("DATABASE_URL"), help="the database (or DATABASE_URL)"
@@ -553,6 +668,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         "when it is JSON, e.g. request_id=r-1)",
     )
     revert_command.set_defaults(handler=_revert)
+
+    seal_command = commands.add_parser(
+        "seal",
+        help="seal every committed audit row not sealed yet (a link of the hash chain); "
+        "prints the new chain hash to keep elsewhere",
+        parents=[debug_flag],
+    )
+    seal_command.add_argument(
+        "--url", default=os.environ.get("DATABASE_URL"), help="the database (or DATABASE_URL)"
+    )
+    seal_command.add_argument(
+        "--key-file",
+        metavar="F",
+        help="key the seal: store the HMAC-SHA256 of its chain hash under the file's bytes "
+        "(16 or more; the database never sees the key)",
+    )
+    seal_command.set_defaults(handler=_seal)
+
+    verify_command = commands.add_parser(
+        "verify",
+        help="recompute the seal chain; exit 0 when it holds, 1 at the first link that fails",
+        parents=[debug_flag],
+    )
+    verify_command.add_argument(
+        "--url", default=os.environ.get("DATABASE_URL"), help="the database (or DATABASE_URL)"
+    )
+    verify_command.add_argument(
+        "--from", dest="from_link", type=int, metavar="N", help="from link N on"
+    )
+    verify_command.add_argument("--to", dest="to_link", type=int, metavar="N", help="up to link N")
+    verify_command.add_argument(
+        "--key-file",
+        metavar="F",
+        help="also check each keyed link's HMAC with the key the seals were made with",
+    )
+    verify_command.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify_command.set_defaults(handler=_verify)
+
+    redact_command = commands.add_parser(
+        "redact",
+        help="erase one record's values (some columns, or the whole row image) from every "
+        "version of it in the audit trail; audited, and commits",
+        parents=[debug_flag],
+    )
+    redact_command.add_argument(
+        "--url", default=os.environ.get("DATABASE_URL"), help="the database (or DATABASE_URL)"
+    )
+    redact_command.add_argument(
+        "--table", required=True, help='the table, e.g. public.account or xyz."Members"'
+    )
+    redact_command.add_argument(
+        "--key", required=True, help="the primary key as JSON by column name: '{\"id\": 7}'"
+    )
+    redact_command.add_argument(
+        "--column",
+        action="append",
+        metavar="C",
+        help="a column whose values to erase (repeatable); without it, the whole row image",
+    )
+    redact_command.add_argument(
+        "--reason", required=True, help="why (recorded in the REDACT audit row)"
+    )
+    redact_command.add_argument("--actor", help="the actor the REDACT audit row records")
+    redact_command.set_defaults(handler=_redact)
 
     args = parser.parse_args(argv)
     try:

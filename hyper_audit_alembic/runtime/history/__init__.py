@@ -21,7 +21,13 @@ from .diff import (
     diff_versions,
     net_changes,
 )
-from .format import render_versions, version_as_json
+from .format import (
+    context_shown,
+    describe_redaction,
+    redaction_text,
+    render_versions,
+    version_as_json,
+)
 from .model import Operation, RecordVersion
 from .record_id import RECORD_ID_NAMESPACE, key_text, record_id
 from .resolve import ResolvedTable, parse_table_name
@@ -46,6 +52,8 @@ __all__ = [
     "as_of",
     "column_history",
     "context_history",
+    "context_shown",
+    "describe_redaction",
     "diff",
     "diff_versions",
     "history",
@@ -54,6 +62,7 @@ __all__ = [
     "net_changes",
     "parse_table_name",
     "record_id",
+    "redaction_text",
     "render_versions",
     "table_as_of",
     "table_history",

@@ -23,6 +23,12 @@ class Operation(str, enum.Enum):
     ``SNAPSHOT`` (audit schema version 4): a row the table held when its baseline was
     taken (``op.enable_tracking(..., snapshot=True)``, ``audit.snapshot()``), recorded
     like an INSERT (``record`` and ``record_id``, no ``old_*``) but not a change.
+
+    ``REDACT`` (audit schema version 5): ``audit.redact()`` erased values from the audit
+    rows of the record ``record_id`` names. It changes no row of the table (``record`` and
+    ``old_record`` are None); ``context["redaction"]`` says which columns (None: the whole
+    row image), why (``reason``), how many audit rows (``rows``) and the seal-log link that
+    records it (``link``), and ``actor`` who.
     """
 
     INSERT = "INSERT"
@@ -30,6 +36,7 @@ class Operation(str, enum.Enum):
     DELETE = "DELETE"
     TRUNCATE = "TRUNCATE"
     SNAPSHOT = "SNAPSHOT"
+    REDACT = "REDACT"
 
     def __str__(self) -> str:
         return self.value
@@ -121,9 +128,10 @@ class RecordVersion(AuditBase):
         An INSERT lists every column with ``before`` None, a DELETE every column with
         ``after`` None, an UPDATE only the columns whose value changed. A SNAPSHOT is a
         baseline, not a change: ``{}`` (its row is :attr:`values`; what it held before
-        tracking began is not known, so no column shows as set from None).
+        tracking began is not known, so no column shows as set from None). A REDACT
+        changed the trail, not the row: ``{}`` (what it erased is :attr:`redaction`).
         """
-        if self.op == Operation.SNAPSHOT:
+        if self.op in (Operation.SNAPSHOT, Operation.REDACT):
             return {}
         old = self.old_record or {}
         new = self.record or {}
@@ -131,6 +139,16 @@ class RecordVersion(AuditBase):
         if self.op == Operation.UPDATE:
             names = [n for n in names if n not in old or n not in new or old[n] != new[n]]
         return {name: (old.get(name), new.get(name)) for name in names}
+
+    @property
+    def redaction(self) -> dict[str, Any] | None:
+        """For a REDACT row: ``{"columns": [...] or None, "reason": ..., "link": n, "rows":
+        n}`` (the columns whose values were erased, None for the whole row image); else
+        None."""
+        if self.op != Operation.REDACT or not isinstance(self.context, dict):
+            return None
+        found = self.context.get("redaction")
+        return found if isinstance(found, dict) else None
 
     def __repr__(self) -> str:
         return (

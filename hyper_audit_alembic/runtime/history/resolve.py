@@ -238,8 +238,12 @@ def parse_table_name(text: str) -> tuple[str | None, str]:
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 
-def resolve(session: Session, table: ModelTable) -> ResolvedTable:
-    """The table's oid, key columns and every oid its audit rows are under."""
+def resolve(session: Session, table: ModelTable, *, with_oids: bool = True) -> ResolvedTable:
+    """The table's oid, key columns and every oid its audit rows are under.
+
+    ``with_oids=False``: the catalog only (no oids but the current one), for a caller
+    that may not read ``audit.record_version`` (``redact()``'s role need not).
+    """
     found = session.execute(
         _RESOLVE, {"qualified": qualified_name(table.name, table.schema)}
     ).one_or_none()
@@ -260,7 +264,8 @@ def resolve(session: Session, table: ModelTable) -> ResolvedTable:
             )
     own: list[int] = [] if current_oid is None else [current_oid]
     shared: list[int] = []
-    for oid, live, first_schema, first_name, last_schema, last_name in session.execute(_OIDS):
+    found_oids = session.execute(_OIDS) if with_oids else ()
+    for oid, live, first_schema, first_name, last_schema, last_name in found_oids:
         if oid == current_oid:
             continue
         if (first_schema, first_name) == (schema, name) or (last_schema, last_name) == (

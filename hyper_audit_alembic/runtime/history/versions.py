@@ -200,12 +200,17 @@ def as_of(session: Session, model: object, pk: object, when: dt.datetime) -> dic
     as in ``audit.table_as_of`` (a record's writers hold its row lock, so id order is
     their order). Only rows the trail recorded are known: a record that existed before
     tracking began is None until its first recorded change, or its SNAPSHOT row (the
-    baseline ``op.enable_tracking(..., snapshot=True)`` records).
+    baseline ``op.enable_tracking(..., snapshot=True)`` records). A REDACT row changed
+    the trail, not the record, and is passed over; values it erased are absent.
     """
     if when.utcoffset() is None:
         raise ValueError("as_of: pass a timezone-aware datetime (audit times are timestamptz)")
     target, versions = lookup_record(session, model, pk)
-    last = max((v for v in versions if v.ts <= when), key=lambda v: v.id, default=None)
+    last = max(
+        (v for v in versions if v.ts <= when and v.op != Operation.REDACT),
+        key=lambda v: v.id,
+        default=None,
+    )
     if last is None or last.record is None:
         return None
     rv = RecordVersion

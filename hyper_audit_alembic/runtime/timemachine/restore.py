@@ -51,7 +51,10 @@ _MISSING: Any = object()
 
 
 class _Record:
-    """One record's versions (by audit id) and the TRUNCATEs of its table after its first."""
+    """One record's versions (by audit id) and the TRUNCATEs of its table after its first.
+
+    A REDACT row is not a version: it erased values from the trail, the row is as it was.
+    """
 
     def __init__(self, session: Session, what: str, obj_or_model: object, pk: object) -> None:
         session.flush()
@@ -69,7 +72,8 @@ class _Record:
             )
         self.table: LiveTable = describe(session, target.current_oid)
         self.versions = sorted(
-            (v for v in versions if v.op != Operation.TRUNCATE), key=lambda v: v.id
+            (v for v in versions if v.op not in (Operation.TRUNCATE, Operation.REDACT)),
+            key=lambda v: v.id,
         )
         if not self.versions:
             raise ValueError(

@@ -262,7 +262,7 @@ def _revert(
     tables: dict[tuple[int, str, str], LiveTable] = {}
     changes: list[_Change | _Truncate] = []
     for row in rows:
-        if row.op == Operation.SNAPSHOT:  # records a row, changes nothing
+        if row.op in (Operation.SNAPSHOT, Operation.REDACT):  # change no row of the table
             continue
         where = (row.table_oid, row.table_schema, row.table_name)
         if where not in tables:
@@ -277,6 +277,11 @@ def _revert(
             changes.append(_Truncate(session, row, tables[where], what))
         else:
             changes.append(_Change(row, tables[where], names, what))
+    if not changes and any(row.op == Operation.REDACT for row in rows):
+        raise ValueError(
+            f"revert: {what} only redacted values in the audit trail (REDACT rows): it "
+            "changed no row to undo, and erased values cannot be put back"
+        )
 
     # What the set left, per table and key: the row (its last version) or None (removed).
     left: dict[tuple[int, str], tuple[LiveTable, dict[str, Any], dict[str, Any] | None, int]] = {}
@@ -400,7 +405,7 @@ def _later_rows(
             where.setdefault(rid, (change.table, change.table.key_of(state)))
 
     def outside(row: RecordVersion) -> bool:
-        return row.id not in in_set and row.op != Operation.SNAPSHOT
+        return row.id not in in_set and row.op not in (Operation.SNAPSHOT, Operation.REDACT)
 
     later: dict[tuple[int, str], list[RecordVersion]] = {}
     keys: dict[tuple[int, str], tuple[LiveTable, dict[str, Any]]] = {}
