@@ -9,7 +9,7 @@ It recomputes, in Python, what ``audit.seal()`` hashed and ``audit.verify()`` ch
   ``auth_role``), one more element: ``json_strip_nulls(json_build_object(name, value,
   ...))`` of those columns in name order, appended only when it is not ``{}``;
   leaf(row) = sha256(canon(row));
-* a segment's hash = sha256(salt || leaf_1 || ... || leaf_n), its rows (the ids of its
+* a segment's hash = sha256(salt || sha256(leaf_1 || ... || leaf_n)), its rows (the ids of its
   ranges) in ascending id, then leaf bytes; the salt is the segment's current one
   (``audit.seal_salt``); a redaction link's body gives the segments it changed a new hash;
 * chain_hash(k) = sha256(chain_hash(k - 1) || UTF-8 of ``audit.seal_link_text(k)``),
@@ -125,7 +125,7 @@ def multirange_ids(text: str) -> list[tuple[int, int]]:
 
 
 def segment_hash(salt: bytes, leaves: list[bytes]) -> bytes:
-    return hashlib.sha256(salt + b"".join(leaves)).digest()
+    return hashlib.sha256(salt + hashlib.sha256(b"".join(leaves)).digest()).digest()
 
 
 def link_text(db: Db, link_id: int) -> str:

@@ -806,12 +806,6 @@ def test_the_commands_from_the_plain_wheel(db: Db, db_url: str, plain_python: Pa
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit.verify: a whole-row redaction link's body has columns null, and "
-    "jsonb_array_elements_text(body -> 'columns') raises 'cannot extract elements from a "
-    "scalar' (verify.sql / redact.sql: SQL, not this helper's)",
-)
 def test_verify_after_a_whole_row_redaction(db: Db, engine: sa.Engine) -> None:
     write_some(db)
     with engine.begin() as connection:
