@@ -513,9 +513,15 @@ def test_fresh_upgraded_and_downgraded_catalogs(
             (13, "transaction_id", "xid8", False, None),
         ]
         downgraded["columns"] = [c for c in downgraded["columns"] if c not in v2_columns]
-        # The label SNAPSHOT (version 4) stays, unused: PostgreSQL cannot remove an enum label.
+        # The labels SNAPSHOT (version 4) and REDACT (version 5) stay, unused: PostgreSQL
+        # cannot remove an enum label.
         assert downgraded["types"] == [
-            ("audit", "operation", "e", ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "SNAPSHOT"])
+            (
+                "audit",
+                "operation",
+                "e",
+                ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "SNAPSHOT", "REDACT"],
+            )
         ]
         downgraded["types"] = version_1["types"]
         # The key-change conditions keep the body of version 3 (binary images, which
@@ -619,7 +625,7 @@ def test_the_version_guards(engine: sa.Engine) -> None:
 
 
 def test_the_version_helpers() -> None:
-    assert sql.SCHEMA_VERSION == 4
+    assert sql.SCHEMA_VERSION == 5
     found = sql.install_statements()  # the steps, the indexes, the functions (others around)
 
     def guard(direction: str, target: int, expected: int) -> str:
@@ -630,6 +636,7 @@ def test_the_version_helpers() -> None:
     steps = [
         *sql.statements("steps/1"), *sql.statements("steps/2"),
         *sql.statements("steps/3"), *sql.statements("steps/4"),
+        *sql.statements("steps/5"),
     ]  # fmt: skip
     start = found.index(steps[0])  # no guard needed
     assert found[start : start + len(steps)] == steps
@@ -637,10 +644,15 @@ def test_the_version_helpers() -> None:
         sql.statements("indexes")
     )
     functions = sql.function_statements()
+    assert sql.upgrade_statements(4, 5) == [
+        guard("upgrade", 5, 4),
+        *sql.statements("steps/5"),
+        *functions,
+    ]
     assert sql.upgrade_statements(3, 4) == [
         guard("upgrade", 4, 3),
         *sql.statements("steps/4"),
-        *functions,
+        *sql.released_statements(4),
     ]
     assert sql.upgrade_statements(2, 3) == [
         guard("upgrade", 3, 2),
@@ -653,13 +665,15 @@ def test_the_version_helpers() -> None:
         *sql.statements("steps/2"),
         *sql.released_statements(2),
     ]
-    assert sql.upgrade_statements(1, 4) == [
+    assert sql.upgrade_statements(1, 5) == [
         guard("upgrade", 2, 1), *sql.statements("steps/2"),
         guard("upgrade", 3, 2), *sql.statements("steps/3"),
-        guard("upgrade", 4, 3), *sql.statements("steps/4"), *functions,
+        guard("upgrade", 4, 3), *sql.statements("steps/4"),
+        guard("upgrade", 5, 4), *sql.statements("steps/5"), *functions,
     ]  # fmt: skip
     assert sql.upgrade_statements(2, 2) == sql.downgrade_statements(1, 1) == []
-    assert sql.downgrade_statements(4, 1) == [
+    assert sql.downgrade_statements(5, 1) == [
+        guard("downgrade", 4, 5), *sql.statements("steps/5.down"),
         guard("downgrade", 3, 4), *sql.statements("steps/4.down"),
         guard("downgrade", 2, 3), *sql.statements("steps/3.down"),
         guard("downgrade", 1, 2), *sql.statements("steps/2.down"),
@@ -672,6 +686,8 @@ def test_the_version_helpers() -> None:
         (sql.statements("steps/3.down"), 2),
         (sql.statements("steps/4"), 4),
         (sql.statements("steps/4.down"), 3),
+        (sql.statements("steps/5"), 5),
+        (sql.statements("steps/5.down"), 4),
     ):
         assert list(statements[-2:]) == [
             "delete from audit.schema_version",
@@ -688,8 +704,8 @@ def test_the_version_helpers() -> None:
         "audit schema downgrade: cannot go from version 1 to 2; that is an upgrade"
     )
     with pytest.raises(ValueError) as raised:
-        sql.upgrade_statements(1, 5)
-    assert str(raised.value) == "audit schema upgrade: versions go from 1 to 4, not 5"
+        sql.upgrade_statements(1, 6)
+    assert str(raised.value) == "audit schema upgrade: versions go from 1 to 5, not 6"
     with pytest.raises(ValueError) as raised:
         sql.downgrade_statements(True, 1)
-    assert str(raised.value) == "audit schema downgrade: versions go from 1 to 4, not True"
+    assert str(raised.value) == "audit schema downgrade: versions go from 1 to 5, not True"
