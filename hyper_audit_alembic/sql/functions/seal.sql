@@ -16,7 +16,9 @@
 --            id > max_id and ts >= the earliest of these (ts is its transaction's start),
 --            so the next seal reads only the partitions or chunks from then on.
 -- A row is sealed once: by id above max_id, or by a pending transaction id, never both
--- (a pending transaction's rows were not visible to the seal that named it).
+-- (a pending transaction's rows were not visible to the seal that named it). A row without
+-- a transaction id (written by the reference design before an adoption) is sealed like any
+-- other; only this transaction's own rows (me, when it has written) wait.
 --
 -- Canonical row text (docs/compliance.md): (to_jsonb(row) - 'table_oid')::text in UTC;
 -- each segment's hash is sha256(salt || sha256(row text) || ... in id order).
@@ -80,7 +82,7 @@ begin
                 (pg_catalog.to_jsonb(r) - 'table_oid')::text, 'UTF8')) as leaf
         from audit.record_version r
         where r.ts >= scan_from and r.id > max_id
-            and r.transaction_id is distinct from me
+            and coalesce(r.transaction_id <> me, true)
         union all
         select r.id, r.ts, r.tableoid,
             pg_catalog.sha256(pg_catalog.convert_to(
@@ -88,7 +90,7 @@ begin
         from audit.record_version r
         where r.transaction_id = any (pending)
             and not (r.ts >= scan_from and r.id > max_id)
-            and r.transaction_id is distinct from me
+            and coalesce(r.transaction_id <> me, true)
     ),
     blocks as materialized (
         select b.rel, b.block,
