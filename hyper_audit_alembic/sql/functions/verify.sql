@@ -38,6 +38,7 @@ declare
     l record;
     seg record;
     expected_link bigint;
+    after_gap boolean;
     recomputed bytea;
     verdict text;
     why text;
@@ -142,22 +143,28 @@ begin
         where x.link_id between first_link and last_link
         order by x.link_id
     loop
-        if l.link_id <> expected_link then
-            return query select expected_link, null::text, 'failed', 0::bigint, null::bytea,
-                'link ' || expected_link || ' is missing from the seal log';
+        after_gap := l.link_id <> expected_link;
+        if after_gap then
+            return query select g, null::text, 'failed', 0::bigint, null::bytea,
+                'link ' || g || ' is missing from the seal log'
+            from pg_catalog.generate_series(expected_link, l.link_id - 1) g;
             expected_link := l.link_id;
         end if;
         expected_link := expected_link + 1;
         recomputed := pg_catalog.sha256(previous
             || pg_catalog.convert_to(audit.seal_link_text(l.link_id), 'UTF8'));
-        previous := recomputed;
+        -- The next link is checked against this link's stored chain hash: a broken link
+        -- fails alone, and the links after it that nobody touched stay 'ok'.
+        previous := l.chain_hash;
         verdict := 'ok';
         why := null;
         counted := 0;
         if recomputed <> l.chain_hash then
             verdict := 'failed';
-            why := 'link ' || l.link_id || ' was edited: its stored chain hash is not the hash '
-                || 'of its content and the previous link''s';
+            why := case when after_gap
+                then 'link ' || l.link_id || ' cannot be checked: the link before it is missing'
+                else 'link ' || l.link_id || ' was edited: its stored chain hash is not the hash '
+                    || 'of its content and the previous link''s' end;
         end if;
 
         if l.kind = 'seal' then
@@ -236,8 +243,15 @@ begin
     end loop;
 
     -- Rows no seal covers: not sealed yet (their transaction ran at the last seal, or they
-    -- came after it), or added where a seal should have covered them.
+    -- came after it), or added where a seal should have covered them. Segments of links
+    -- after the last one: those links were deleted from the end of the log.
     if to_link is null then
+        return query select s.link_id, null::text, 'failed'::text, 0::bigint, null::bytea,
+            'link ' || s.link_id || ' is missing from the seal log (its segments remain)'
+        from audit.seal_segment s
+        where s.link_id > coalesce(last_link, 0)
+        group by s.link_id
+        order by s.link_id;
         if added > 0 then
             return query select null::bigint, 'unsealed'::text, 'failed'::text, added,
                 null::bytea, added || ' rows in no seal where a seal covers their ids '
