@@ -187,7 +187,7 @@ begin
                     and coalesce((found ->> 0)::bigint, 0) + (expired ->> seg.segment_id::text)::bigint
                         = seg.row_count then
                     counted := counted + coalesce((found ->> 0)::bigint, 0);
-                    if verdict in ('ok', 'redacted') then
+                    if verdict <> 'failed' then
                         verdict := 'expired';
                         why := coalesce(why || '; ', '') || 'segment ' || seg.segment_id || ': '
                             || (expired ->> seg.segment_id::text) || ' rows removed by retention'
