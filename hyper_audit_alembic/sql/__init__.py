@@ -86,6 +86,7 @@ FUNCTIONS = (
     "set_seal_mac",
     "redact",
     "note_expiry",
+    "apply_retention",
 )
 
 
