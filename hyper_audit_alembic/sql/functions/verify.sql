@@ -39,6 +39,8 @@ declare
     seg record;
     expected_link bigint;
     after_gap boolean;
+    link_text bytea;
+    stored_previous bytea;
     recomputed bytea;
     verdict text;
     why text;
@@ -137,6 +139,7 @@ begin
     from per_segment ps left join audit.seal_salt st on st.segment_id = ps.owner;
 
     expected_link := first_link;
+    stored_previous := previous;
     for l in
         select x.link_id, x.kind, x.body, x.chain_hash
         from audit.seal_log x
@@ -151,11 +154,19 @@ begin
             expected_link := l.link_id;
         end if;
         expected_link := expected_link + 1;
-        recomputed := pg_catalog.sha256(previous
-            || pg_catalog.convert_to(audit.seal_link_text(l.link_id), 'UTF8'));
-        -- The next link is checked against this link's stored chain hash: a broken link
-        -- fails alone, and the links after it that nobody touched stay 'ok'.
-        previous := l.chain_hash;
+        link_text := pg_catalog.convert_to(audit.seal_link_text(l.link_id), 'UTF8');
+        recomputed := pg_catalog.sha256(previous || link_text);
+        -- After a broken link (reported as such), a link that follows either its recomputed
+        -- hash or its stored one is not broken too: a link whose content was edited keeps
+        -- its stored hash, which the next link was made from; a stored hash edited leaves
+        -- the content's. So a broken link fails alone; the links nobody touched stay 'ok'.
+        if recomputed <> l.chain_hash and stored_previous <> previous
+            and pg_catalog.sha256(stored_previous || link_text) = l.chain_hash
+        then
+            recomputed := l.chain_hash;
+        end if;
+        previous := recomputed;
+        stored_previous := l.chain_hash;
         verdict := 'ok';
         why := null;
         counted := 0;
