@@ -266,6 +266,24 @@ def test_a_partition_dropped_by_hand_fails_verify(db: Db, engine: sa.Engine) -> 
     )
 
 
+def test_a_forged_row_with_a_sealed_id_in_another_partition_fails(
+    db: Db, engine: sa.Engine
+) -> None:
+    """The partitioned table's key is (id, ts): a copy of a sealed row under the same id
+    and another time goes into another partition without touching a constraint."""
+    partitioned_history(db, engine)
+    db.run(
+        "insert into audit.record_version select id, record_id, old_record_id, op,"
+        " ts + interval '2 months', table_oid, table_schema, table_name, record, old_record,"
+        " actor, context, transaction_id from audit.record_version where id = 1"
+    )
+    assert db.one("select count(*) from audit.record_version where id = 1") == 2
+    assert verify(db) == [
+        (1, "seal", "failed", 5, 'segment 1 (ids {"[1,2)"}): 1 rows added (sealed 1, found 2)'),
+        (None, "unsealed", "ok", 0, "0 rows not sealed yet"),
+    ]
+
+
 def test_a_drop_that_cannot_happen_takes_its_expiry_link_back(
     db: Db, db_url: str, engine: sa.Engine
 ) -> None:
@@ -705,6 +723,24 @@ def test_upgrade_turns_timescaledbs_retention_policy_into_the_job(
         (2, "expiry", "expired"),
         (None, "unsealed", "ok"),
     ]
+
+
+def test_offline_upgrade_of_a_hypertable_equals_the_online_one(
+    ts_db: Db, ts_url: str, ts_engine: sa.Engine, ts_server: ThrowawayPostgres
+) -> None:
+    install_released_timescale(ts_engine, ts_url)
+    with extra_database(ts_server, f"offline_{uuid.uuid4().hex[:12]}") as name:
+        with connect(ts_server.url(name)) as offline:
+            offline.run("create extension timescaledb")
+            other = sa.create_engine(ts_server.url(name))
+            try:
+                install_released_timescale(other, ts_server.url(name))
+            finally:
+                other.dispose()
+            upgrade_online(ts_engine, ts_server, "")
+            upgrade_offline(ts_engine, ts_server, name)
+            assert catalog_snapshot(offline) == catalog_snapshot(ts_db)
+            assert retention_job(offline)[1:] == retention_job(ts_db)[1:]
 
 
 def test_downgrade_gives_timescaledbs_retention_policy_back(
