@@ -32,6 +32,7 @@ from audit_helpers import (
 from hyper_audit_alembic import sql as audit_sql
 from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 from hyper_audit_alembic.migration import ops as audit_ops
+from hyper_audit_alembic.migration.statements import partitioned_refresh
 
 
 class Twins:
@@ -197,7 +198,9 @@ def test_offline_supabase_install_equals_online(twins: Twins) -> None:
 
 
 def test_offline_install_is_the_sql_file_verbatim() -> None:
-    expected = "".join(statement + ";\n\n" for statement in audit_sql.install_statements())
+    # Then the partitioned layout's functions, where that layout is in use.
+    statements = [*audit_sql.install_statements(), partitioned_refresh()]
+    expected = "".join(statement + ";\n\n" for statement in statements)
     assert offline_sql(lambda op: op.install_audit()) == f"BEGIN;\n\n{expected}COMMIT;\n\n"
 
 

@@ -367,6 +367,7 @@ def test_sql_files_are_known() -> None:
         "partitioned",
         "partitioned_check",
         "partitioned_convert",
+        "partitioned_refresh",
         "partitioned_settings",
         "refuse_if_history",
         "released/1",

@@ -159,6 +159,20 @@ COMPRESS = (
 )
 
 
+#: Retention is a job of audit.apply_retention(), which records each chunk in the seal chain
+#: before it drops it (TimescaleDB's own retention policy keeps no record).
+APPLY_RETENTION_JOB = (
+    "select public.add_job('audit.apply_retention', interval '1 day', "
+    "config => pg_catalog.jsonb_build_object('drop_after', '5 years'))"
+)
+#: Removing it removes TimescaleDB's policy too, where one is left from an earlier release.
+REMOVE_RETENTION = [
+    "select public.delete_job(j.job_id) from timescaledb_information.jobs j"
+    " where j.proc_schema = 'audit' and j.proc_name = 'apply_retention'",
+    "select public.remove_retention_policy('audit.record_version', if_exists => true)",
+]
+
+
 def test_plan_of_every_policy_on_a_new_hypertable(planner: Db) -> None:
     assert plan(
         planner,
@@ -173,8 +187,7 @@ def test_plan_of_every_policy_on_a_new_hypertable(planner: Db) -> None:
         COMPRESS + ", timescaledb.sparse_index = 'bloom(record_id), bloom(old_record_id)')",
         "select public.add_compression_policy('audit.record_version', "
         "compress_after => interval '30 days')",
-        "select public.add_retention_policy('audit.record_version', "
-        "drop_after => interval '5 years')",
+        APPLY_RETENTION_JOB,
     ]
 
 
@@ -208,7 +221,7 @@ def test_plan_replaces_and_removes_existing_policies(planner: Db) -> None:
         "select public.remove_compression_policy('audit.record_version', if_exists => true)",
         "select public.add_compression_policy('audit.record_version', "
         "compress_after => interval '60 days')",
-        "select public.remove_retention_policy('audit.record_version', if_exists => true)",
+        *REMOVE_RETENTION,
     ]
     # Equal intervals written differently are the same ('1 month' is '1 mon'), but 720 hours
     # are not a month of 30 days to TimescaleDB's policy: they are replaced.
@@ -471,7 +484,8 @@ def policy(db: Db) -> dict[str, Any]:
     jobs = dict(
         db.rows(
             "select proc_name::text, config - 'hypertable_id' from timescaledb_information.jobs"
-            " where hypertable_schema = 'audit' and hypertable_name = 'record_version'"
+            " where (hypertable_schema = 'audit' and hypertable_name = 'record_version')"
+            " or proc_schema = 'audit'"
         )
     )
     return {
@@ -516,7 +530,7 @@ def test_install_with_every_option_and_tracking_as_before(
         "chunk_interval": "1 day",
         "compression": COMPRESSION_SETTINGS,
         "policy_compression": {"compress_after": "30 days"},
-        "policy_retention": {"drop_after": "5 years"},
+        "apply_retention": {"drop_after": "5 years"},
     }
     assert record_version_indexes(ts_db) == hypertable_indexes
     expected = account_scenario(ts_db)
@@ -820,7 +834,7 @@ def test_project_policy_change_is_a_migration_and_check_stays_clean(
     ]
     project.upgrade()
     assert project.check() == "No new upgrade operations detected.\n"
-    assert policy(ts_db)["policy_retention"] == {"drop_after": "2 years"}
+    assert policy(ts_db)["apply_retention"] == {"drop_after": "2 years"}
     project.downgrade("-1")
-    assert "policy_retention" not in policy(ts_db)
+    assert "apply_retention" not in policy(ts_db)
     assert policy(ts_db)["policy_compression"] == {"compress_after": "30 days"}

@@ -40,6 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from hyper_audit_alembic import history, sql
 from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 from hyper_audit_alembic.errors import AuditOperationError
+from hyper_audit_alembic.migration import statements as migration_statements
 from hyper_audit_alembic.migration.ops import DowngradeAuditOp, UpgradeAuditOp
 
 #: Every released audit schema version older than the current one.
@@ -364,7 +365,7 @@ def test_upgrade_and_downgrade_offline_with_psql(
 ) -> None:
     upgrade = offline_sql(lambda op: op.upgrade_audit(from_version=version, to_version=CURRENT))
     downgrade = offline_sql(lambda op: op.downgrade_audit(from_version=CURRENT, to_version=version))
-    assert upgrade == _offline_text(sql.upgrade_statements(version, CURRENT))
+    assert upgrade == _offline_text(migration_statements.upgrade_statements(version, CURRENT))
     assert downgrade == _offline_text(sql.downgrade_statements(CURRENT, version))
 
     install_released(engine, version)

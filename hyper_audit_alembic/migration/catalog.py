@@ -191,8 +191,11 @@ select
         and hypertable_schema = 'audit' and hypertable_name = 'record_version'),
     (select cast(cast(config ->> 'drop_after' as interval) as text)
      from timescaledb_information.jobs
-     where proc_name = 'policy_retention'
-        and hypertable_schema = 'audit' and hypertable_name = 'record_version')
+     where (proc_schema = 'audit' and proc_name = 'apply_retention')
+        or (proc_name = 'policy_retention'
+            and hypertable_schema = 'audit' and hypertable_name = 'record_version')
+     order by proc_schema = 'audit' desc, job_id
+     limit 1)
 """
 
 

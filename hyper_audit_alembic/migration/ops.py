@@ -639,7 +639,7 @@ class UpgradeAuditOp(MigrateOperation):
         return self.commit
 
     def statements(self) -> list[str]:
-        return sql.upgrade_statements(self.from_version, self.to_version)
+        return statements.upgrade_statements(self.from_version, self.to_version)
 
     def reverse(self) -> DowngradeAuditOp:
         return DowngradeAuditOp(self.to_version, self.from_version)

@@ -100,10 +100,29 @@ def _partition_settings(
     return filled
 
 
+def partitioned_refresh() -> str:
+    """The block that runs partitioned.sql again where the partitioned layout is in use
+    (sql/partitioned_refresh.sql): an upgrade replays functions/ only, and the layout's
+    functions (audit.maintain_partitions()) change with the audit schema too."""
+    return sql.filled("partitioned_refresh", {"definitions": list(sql.statements("partitioned"))})
+
+
+def upgrade_statements(from_version: int, to_version: int) -> list[str]:
+    """op.upgrade_audit(): the steps and functions (sql.upgrade_statements()), then, when it
+    ends at the current version, the partitioned layout's functions where it is in use."""
+    upgrade = sql.upgrade_statements(from_version, to_version)
+    if upgrade and to_version == sql.SCHEMA_VERSION:
+        return [*upgrade, partitioned_refresh()]
+    return upgrade
+
+
 def install_statements(
     timescale: TimescaleOptions | None, partitioned: Mapping[str, Any] | None
 ) -> list[str]:
-    """op.install_audit(): the install (sql.install_statements()) in the layout asked for."""
+    """op.install_audit(): the install (sql.install_statements()) in the layout asked for.
+
+    Without options over an existing partitioned layout, it brings the layout's functions
+    up to date too (:func:`partitioned_refresh`), as an upgrade does."""
     caller = "op.install_audit"
     install = sql.install_statements()  # every step, the indexes, every function
     if partitioned is not None:
@@ -125,7 +144,7 @@ def install_statements(
                 _timescale_block(caller, "policy", timescale),
             ],
         )
-    return install
+    return [*install, partitioned_refresh()]
 
 
 def timescale_policy_statements(caller: str, options: TimescaleOptions) -> list[str]:

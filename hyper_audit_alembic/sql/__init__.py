@@ -87,6 +87,7 @@ FUNCTIONS = (
     "set_seal_mac",
     "redact",
     "note_expiry",
+    "apply_retention",
 )
 
 

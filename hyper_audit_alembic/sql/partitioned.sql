@@ -171,8 +171,10 @@ $$;
 -- The maintenance: safe to run at any time and as often as wanted (from cron or pg_cron:
 -- select * from audit.maintain_partitions()). Returns one row per change: drained (rows
 -- moved out of the default partition into a new partition), created (a partition ahead
--- of time), detached or dropped (past the retention age), postponed (a lock was not
--- granted within lock_timeout; the next run does it) or skipped (another run was busy).
+-- of time), detached or dropped (past the retention age, each recorded first in the seal
+-- chain as an 'expiry' link, so that audit.verify() reports its rows as expired by policy,
+-- not missing), postponed (a lock was not granted within lock_timeout; the next run does
+-- it) or skipped (another run was busy).
 -- Runs as its owner, so a role granted EXECUTE can run it without owning the table.
 create or replace function audit.maintain_partitions()
 returns table (action text, partition_name text, moved_rows bigint)
@@ -256,13 +258,21 @@ begin
             order by p.from_ts
         loop
             expired_name := expired::text;
+            -- One subtransaction: the expiry link of the seal chain (audit.note_expiry, from
+            -- audit schema version 5 on) and the drop or detach are made together or not at
+            -- all. The partition is locked first, so that no row arrives in it between the
+            -- count and the drop: the link records every row that goes.
             begin
+                execute 'lock table ' || expired_name || ' in share mode';
+                if to_regprocedure('audit.note_expiry(pg_catalog.regclass)') is not null then
+                    perform audit.note_expiry(expired);
+                end if;
                 if settings.retention_action = 'drop' then
                     execute 'drop table ' || expired_name;
                 else
                     execute 'alter table audit.record_version detach partition ' || expired_name;
                 end if;
-            exception when lock_not_available then
+            exception when lock_not_available or deadlock_detected then
                 return query select 'postponed', expired_name, null::bigint;
                 exit;
             end;

@@ -1,6 +1,6 @@
 -- TimescaleDB options of the audit hypertable: the chunk interval, compression after an
 -- age (segmented by table_oid, ordered by ts) and retention (drop chunks older than an
--- age); and the conversion of a plain audit table into a hypertable, keeping every row.
+-- age, recorded in the seal chain: a job of audit.apply_retention()); and the conversion of a plain audit table into a hypertable, keeping every row.
 --
 -- Used by op.install_audit(timescale={...}), op.convert_audit_to_hypertable() and
 -- op.set_audit_timescale_policy(). The decisions are made here, by the server, when the
@@ -23,7 +23,7 @@ create or replace function pg_temp.hyper_audit_timescale_plan(
     compression_enabled boolean,
     current_chunk_interval interval,
     current_compress_after interval,     -- null: no compression policy
-    current_retention interval,          -- null: no retention policy
+    current_retention interval,          -- null: no retention job (or policy)
     set_chunk_interval boolean,
     new_chunk_interval interval,
     set_compress_after boolean,
@@ -161,17 +161,25 @@ begin
         end if;
     end if;
 
+    -- Retention is a job of audit.apply_retention() (functions/apply_retention.sql), which
+    -- records each chunk in the seal chain before it drops it; TimescaleDB's own retention
+    -- policy would drop chunks with no record. Removing the retention removes both.
     if set_retention and new_retention::text is distinct from current_retention::text then
         if current_retention is not null then
             statements := statements || (
+                'select ' || functions || 'delete_job(j.job_id) '
+                || 'from timescaledb_information.jobs j '
+                || 'where j.proc_schema = ''audit'' and j.proc_name = ''apply_retention'''
+            ) || (
                 'select ' || functions
                 || 'remove_retention_policy(''audit.record_version'', if_exists => true)'
             );
         end if;
         if new_retention is not null then
             statements := statements || (
-                'select ' || functions || 'add_retention_policy(''audit.record_version'', '
-                || 'drop_after => interval ' || quote_literal(new_retention::text) || ')'
+                'select ' || functions || 'add_job(''audit.apply_retention'', interval ''1 day'', '
+                || 'config => pg_catalog.jsonb_build_object(''drop_after'', '
+                || quote_literal(new_retention::text) || '))'
             );
         end if;
     end if;

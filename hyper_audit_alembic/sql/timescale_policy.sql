@@ -70,10 +70,15 @@ begin
             from timescaledb_information.jobs j
             where j.proc_name = 'policy_compression'
                 and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            -- The retention: the job of audit.apply_retention() (audit schema version 5),
+            -- or TimescaleDB's own policy where one is left from an earlier release.
             select (j.config ->> 'drop_after')::interval into current_retention
             from timescaledb_information.jobs j
-            where j.proc_name = 'policy_retention'
-                and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            where (j.proc_schema = 'audit' and j.proc_name = 'apply_retention')
+                or (j.proc_name = 'policy_retention'
+                    and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version')
+            order by j.proc_schema = 'audit' desc, j.job_id
+            limit 1;
         end if;
     end if;
 

@@ -25,7 +25,9 @@ begin
                 || ' is not a partition or chunk of audit.record_version';
     end if;
     link := audit.lock_seal_chain();
-    execute pg_catalog.replace($q$
+    -- The relation's name as regclass prints it (quoted, schema-qualified: the search_path
+    -- is pg_catalog's), the one value put into the text.
+    execute $q$
         with ranges as materialized (
             select pg_catalog.array_agg(pg_catalog.lower(g) order by pg_catalog.lower(g)) as los,
                 pg_catalog.array_agg(pg_catalog.upper(g) order by pg_catalog.lower(g)) as his,
@@ -34,7 +36,7 @@ begin
         ),
         placed as (
             select r.id, r.ts, k.owner
-            from RELATION r
+            from $q$ || relation::text || $q$ r
             cross join ranges m
             cross join lateral (
                 select case when b.slot > 0 and r.id < m.his[b.slot] then m.owners[b.slot] end as owner
@@ -52,7 +54,7 @@ begin
             (select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'segment', ps.owner, 'rows', ps.n) order by ps.owner), '[]')
              from per_segment ps where ps.owner is not null) as segments
-    $q$, 'RELATION', relation::text) into facts;
+    $q$ into facts;
     perform audit.append_seal_link(link, 'expiry', pg_catalog.jsonb_build_object(
         'relation', relation::text,
         'rows', facts.rows,

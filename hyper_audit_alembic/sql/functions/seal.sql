@@ -16,7 +16,9 @@
 --            id > max_id and ts >= the earliest of these (ts is its transaction's start),
 --            so the next seal reads only the partitions or chunks from then on.
 -- A row is sealed once: by id above max_id, or by a pending transaction id, never both
--- (a pending transaction's rows were not visible to the seal that named it).
+-- (a pending transaction's rows were not visible to the seal that named it). A row without
+-- a transaction id (written by the reference design before an adoption) is sealed like any
+-- other; only this transaction's own rows (me, when it has written) wait.
 --
 -- Canonical row text (docs/compliance.md, audit.canonical_row_sql): a JSON array of the
 -- columns; each segment's hash is sha256(salt || sha256(sha256(row text) || ... in id order)).
@@ -109,14 +111,14 @@ begin
                     select r.tableoid as rel, r.id / 100000 as block, r.id, r.ts,
                         pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
                     from audit.record_version r
-                    where r.ts >= $1 and r.id > $2 and r.transaction_id is distinct from $3
+                    where r.ts >= $1 and r.id > $2 and coalesce(r.transaction_id <> $3, true)
                     union all
                     select r.tableoid, r.id / 100000, r.id, r.ts,
                         pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8'))
                     from audit.record_version r
                     where r.transaction_id = any ($4)
                         and not (r.ts >= $1 and r.id > $2)
-                        and r.transaction_id is distinct from $3
+                        and coalesce(r.transaction_id <> $3, true)
                     order by 1, 2, 3
                 ) c
             ) g

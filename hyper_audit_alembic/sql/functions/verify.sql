@@ -45,6 +45,9 @@ declare
     l record;
     seg record;
     expected_link bigint;
+    after_gap boolean;
+    link_text bytea;
+    stored_previous bytea;
     recomputed bytea;
     verdict text;
     why text;
@@ -159,28 +162,43 @@ begin
         high, next_from;
 
     expected_link := first_link;
+    stored_previous := previous;
     for l in
         select x.link_id, x.kind, x.body, x.chain_hash
         from audit.seal_log x
         where x.link_id between first_link and last_link
         order by x.link_id
     loop
-        if l.link_id <> expected_link then
-            return query select expected_link, null::text, 'failed', 0::bigint, null::bytea,
-                'link ' || expected_link || ' is missing from the seal log';
+        after_gap := l.link_id <> expected_link;
+        if after_gap then
+            return query select g, null::text, 'failed', 0::bigint, null::bytea,
+                'link ' || g || ' is missing from the seal log'
+            from pg_catalog.generate_series(expected_link, l.link_id - 1) g;
             expected_link := l.link_id;
         end if;
         expected_link := expected_link + 1;
-        recomputed := pg_catalog.sha256(previous
-            || pg_catalog.convert_to(audit.seal_link_text(l.link_id), 'UTF8'));
+        link_text := pg_catalog.convert_to(audit.seal_link_text(l.link_id), 'UTF8');
+        recomputed := pg_catalog.sha256(previous || link_text);
+        -- After a broken link (reported as such), a link that follows either its recomputed
+        -- hash or its stored one is not broken too: a link whose content was edited keeps
+        -- its stored hash, which the next link was made from; a stored hash edited leaves
+        -- the content's. So a broken link fails alone; the links nobody touched stay 'ok'.
+        if recomputed <> l.chain_hash and stored_previous <> previous
+            and pg_catalog.sha256(stored_previous || link_text) = l.chain_hash
+        then
+            recomputed := l.chain_hash;
+        end if;
         previous := recomputed;
+        stored_previous := l.chain_hash;
         verdict := 'ok';
         why := null;
         counted := 0;
         if recomputed <> l.chain_hash then
             verdict := 'failed';
-            why := 'link ' || l.link_id || ' was edited: its stored chain hash is not the hash '
-                || 'of its content and the previous link''s';
+            why := case when after_gap
+                then 'link ' || l.link_id || ' cannot be checked: the link before it is missing'
+                else 'link ' || l.link_id || ' was edited: its stored chain hash is not the hash '
+                    || 'of its content and the previous link''s' end;
         end if;
 
         if l.kind = 'seal' then
@@ -202,8 +220,9 @@ begin
                 elsif expired ? seg.segment_id::text
                     and coalesce((found ->> 0)::bigint, 0) + (expired ->> seg.segment_id::text)::bigint
                         = seg.row_count then
-                    counted := counted + coalesce((found ->> 0)::bigint, 0);
-                    if verdict in ('ok', 'redacted') then
+                    -- The rows left cannot be checked (the hash covers the whole segment):
+                    -- not counted as verified.
+                    if verdict <> 'failed' then
                         verdict := 'expired';
                         why := coalesce(why || '; ', '') || 'segment ' || seg.segment_id || ': '
                             || (expired ->> seg.segment_id::text) || ' rows removed by retention'
@@ -259,8 +278,15 @@ begin
     end loop;
 
     -- Rows no seal covers: not sealed yet (their transaction ran at the last seal, or they
-    -- came after it), or added where a seal should have covered them.
+    -- came after it), or added where a seal should have covered them. Segments of links
+    -- after the last one: those links were deleted from the end of the log.
     if to_link is null then
+        return query select s.link_id, null::text, 'failed'::text, 0::bigint, null::bytea,
+            'link ' || s.link_id || ' is missing from the seal log (its segments remain)'
+        from audit.seal_segment s
+        where s.link_id > coalesce(last_link, 0)
+        group by s.link_id
+        order by s.link_id;
         if added > 0 then
             return query select null::bigint, 'unsealed'::text, 'failed'::text, added,
                 null::bytea, added || case when added = 1 then ' row' else ' rows' end
