@@ -197,7 +197,7 @@ def test_partition_retention_is_recorded_and_verifies_as_expired(
         ),
         (2, "expiry", "expired", 0, MARCH),
         (3, "expiry", "expired", 0, MAY),
-        (None, "unsealed", "ok", 1, "1 rows not sealed yet"),
+        (None, "unsealed", "ok", 1, "1 row not sealed yet"),
     ]
     # The chain goes on: the next seal covers the row written since.
     assert seal(db) == [(4, 1, 1)]

@@ -129,7 +129,7 @@ TAMPERS: dict[str, tuple[str, list[tuple[Any, ...]]]] = {
         """ '{"id": 6, "v": "forged"}' from audit.record_version where id = 7""",
         [LINK_1_OK, LINK_2_OK, LINK_3_OK,
          (None, "unsealed", "failed", 1,
-          "1 rows in no seal where a seal covers their ids (added; the first has id 8)")],
+          "1 row in no seal where a seal covers their ids (added; the first has id 8)")],
     ),
     "insert a forged row between two seals": (
         "insert into audit.record_version (id, record_id, op, table_oid, table_schema,"
@@ -137,7 +137,7 @@ TAMPERS: dict[str, tuple[str, list[tuple[Any, ...]]]] = {
         """ '{"id": 6, "v": "forged"}' from audit.record_version where id = 7""",
         [LINK_1_OK, LINK_2_OK, LINK_3_OK,
          (None, "unsealed", "failed", 1,
-          "1 rows in no seal where a seal covers their ids (added; the first has id 6)")],
+          "1 row in no seal where a seal covers their ids (added; the first has id 6)")],
     ),
     "swap the ids of two rows of a segment": (
         "update audit.record_version set id = -2 where id = 2;"

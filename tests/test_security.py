@@ -363,11 +363,17 @@ def test_functions_that_run_as_their_owner_pin_the_search_path(db: Db) -> None:
         )
     )
     # The trigger functions run as their owner, and nothing else does but the event
-    # trigger's function and the snapshot (version 4: it writes audit rows; it checks
-    # that the acting role owns the table or is the audit owner).
+    # trigger's function, the snapshot (version 4: it writes audit rows; it checks that
+    # the acting role owns the table or is the audit owner) and what version 5 lets a
+    # granted sealer, verifier or redactor do without rights on the audit tables (their
+    # helpers run as the caller: only these call them).
     assert {function for _, function in audit_triggers(db)} | {
         "audit.follow_primary_key_changes()",
         "audit.snapshot_batch(regclass,integer)",
+        "audit.seal()",
+        "audit.verify(bigint,bigint)",
+        "audit.set_seal_mac(bigint,bytea)",
+        "audit.redact(regclass,jsonb,text[],text)",
     } == set(definer)
     for name, config in definer.items():
         assert "search_path=pg_catalog, pg_temp" in config, name

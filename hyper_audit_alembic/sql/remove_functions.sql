@@ -86,7 +86,7 @@ $$;
 drop function if exists audit.apply_retention(integer, jsonb);
 
 -- Version 5: the seal chain's functions. The chain itself (seal_log, seal_segment,
--- seal_salt) stays with the history it seals.
+-- seal_salt) stays with the history it seals; its tables go when it has no link.
 drop function if exists audit.note_expiry(regclass);
 
 drop function if exists audit.redact(regclass, jsonb, text[], text);
@@ -106,6 +106,19 @@ drop function if exists audit.append_seal_link(bigint, text, jsonb);
 drop function if exists audit.seal_link_text(bigint);
 
 drop function if exists audit.canonical_row_sql(text);
+
+do $$
+begin
+    if pg_catalog.to_regclass('audit.seal_log') is not null
+        and not exists (select from audit.seal_log)
+        and not exists (select from audit.seal_segment)
+    then
+        drop table audit.seal_salt;
+        drop table audit.seal_segment;
+        drop table audit.seal_log;
+    end if;
+end
+$$;
 
 drop table if exists audit.trail_complete_since;
 

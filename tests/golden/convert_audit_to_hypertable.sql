@@ -12,7 +12,7 @@ create or replace function pg_temp.hyper_audit_timescale_plan(
     compression_enabled boolean,
     current_chunk_interval interval,
     current_compress_after interval,     -- null: no compression policy
-    current_retention interval,          -- null: no retention policy
+    current_retention interval,          -- null: no retention job (or policy)
     set_chunk_interval boolean,
     new_chunk_interval interval,
     set_compress_after boolean,
@@ -150,17 +150,25 @@ begin
         end if;
     end if;
 
+    -- Retention is a job of audit.apply_retention() (functions/apply_retention.sql), which
+    -- records each chunk in the seal chain before it drops it; TimescaleDB's own retention
+    -- policy would drop chunks with no record. Removing the retention removes both.
     if set_retention and new_retention::text is distinct from current_retention::text then
         if current_retention is not null then
             statements := statements || (
+                'select ' || functions || 'delete_job(j.job_id) '
+                || 'from timescaledb_information.jobs j '
+                || 'where j.proc_schema = ''audit'' and j.proc_name = ''apply_retention'''
+            ) || (
                 'select ' || functions
                 || 'remove_retention_policy(''audit.record_version'', if_exists => true)'
             );
         end if;
         if new_retention is not null then
             statements := statements || (
-                'select ' || functions || 'add_retention_policy(''audit.record_version'', '
-                || 'drop_after => interval ' || quote_literal(new_retention::text) || ')'
+                'select ' || functions || 'add_job(''audit.apply_retention'', interval ''1 day'', '
+                || 'config => pg_catalog.jsonb_build_object(''drop_after'', '
+                || quote_literal(new_retention::text) || '))'
             );
         end if;
     end if;
@@ -237,10 +245,15 @@ begin
             from timescaledb_information.jobs j
             where j.proc_name = 'policy_compression'
                 and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            -- The retention: the job of audit.apply_retention() (audit schema version 5),
+            -- or TimescaleDB's own policy where one is left from an earlier release.
             select (j.config ->> 'drop_after')::interval into current_retention
             from timescaledb_information.jobs j
-            where j.proc_name = 'policy_retention'
-                and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            where (j.proc_schema = 'audit' and j.proc_name = 'apply_retention')
+                or (j.proc_name = 'policy_retention'
+                    and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version')
+            order by j.proc_schema = 'audit' desc, j.job_id
+            limit 1;
         end if;
     end if;
 
@@ -382,10 +395,15 @@ begin
             from timescaledb_information.jobs j
             where j.proc_name = 'policy_compression'
                 and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            -- The retention: the job of audit.apply_retention() (audit schema version 5),
+            -- or TimescaleDB's own policy where one is left from an earlier release.
             select (j.config ->> 'drop_after')::interval into current_retention
             from timescaledb_information.jobs j
-            where j.proc_name = 'policy_retention'
-                and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            where (j.proc_schema = 'audit' and j.proc_name = 'apply_retention')
+                or (j.proc_name = 'policy_retention'
+                    and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version')
+            order by j.proc_schema = 'audit' desc, j.job_id
+            limit 1;
         end if;
     end if;
 

@@ -12,7 +12,7 @@ create or replace function pg_temp.hyper_audit_timescale_plan(
     compression_enabled boolean,
     current_chunk_interval interval,
     current_compress_after interval,     -- null: no compression policy
-    current_retention interval,          -- null: no retention policy
+    current_retention interval,          -- null: no retention job (or policy)
     set_chunk_interval boolean,
     new_chunk_interval interval,
     set_compress_after boolean,
@@ -150,17 +150,25 @@ begin
         end if;
     end if;
 
+    -- Retention is a job of audit.apply_retention() (functions/apply_retention.sql), which
+    -- records each chunk in the seal chain before it drops it; TimescaleDB's own retention
+    -- policy would drop chunks with no record. Removing the retention removes both.
     if set_retention and new_retention::text is distinct from current_retention::text then
         if current_retention is not null then
             statements := statements || (
+                'select ' || functions || 'delete_job(j.job_id) '
+                || 'from timescaledb_information.jobs j '
+                || 'where j.proc_schema = ''audit'' and j.proc_name = ''apply_retention'''
+            ) || (
                 'select ' || functions
                 || 'remove_retention_policy(''audit.record_version'', if_exists => true)'
             );
         end if;
         if new_retention is not null then
             statements := statements || (
-                'select ' || functions || 'add_retention_policy(''audit.record_version'', '
-                || 'drop_after => interval ' || quote_literal(new_retention::text) || ')'
+                'select ' || functions || 'add_job(''audit.apply_retention'', interval ''1 day'', '
+                || 'config => pg_catalog.jsonb_build_object(''drop_after'', '
+                || quote_literal(new_retention::text) || '))'
             );
         end if;
     end if;
@@ -237,10 +245,15 @@ begin
             from timescaledb_information.jobs j
             where j.proc_name = 'policy_compression'
                 and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            -- The retention: the job of audit.apply_retention() (audit schema version 5),
+            -- or TimescaleDB's own policy where one is left from an earlier release.
             select (j.config ->> 'drop_after')::interval into current_retention
             from timescaledb_information.jobs j
-            where j.proc_name = 'policy_retention'
-                and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            where (j.proc_schema = 'audit' and j.proc_name = 'apply_retention')
+                or (j.proc_name = 'policy_retention'
+                    and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version')
+            order by j.proc_schema = 'audit' desc, j.job_id
+            limit 1;
         end if;
     end if;
 
@@ -2696,7 +2709,6 @@ create or replace function audit.seal_link_text(link bigint)
 returns text
 language sql
 stable
-security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
 as $$
@@ -2728,7 +2740,6 @@ revoke all on function audit.seal_link_text(bigint) from public;
 create or replace function audit.lock_seal_chain()
 returns bigint
 language plpgsql
-security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
@@ -2742,7 +2753,6 @@ revoke all on function audit.lock_seal_chain() from public;
 create or replace function audit.append_seal_link(link bigint, link_kind text, link_body jsonb)
 returns bytea
 language plpgsql
-security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
 as $$
@@ -2781,7 +2791,6 @@ create or replace function audit.segment_state(segment bigint, salt bytea)
 returns table (row_count bigint, hash bytea)
 language plpgsql
 stable
-security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
 as $$
@@ -2895,14 +2904,14 @@ begin
                     select r.tableoid as rel, r.id / 100000 as block, r.id, r.ts,
                         pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
                     from audit.record_version r
-                    where r.ts >= $1 and r.id > $2 and r.transaction_id is distinct from $3
+                    where r.ts >= $1 and r.id > $2 and coalesce(r.transaction_id <> $3, true)
                     union all
                     select r.tableoid, r.id / 100000, r.id, r.ts,
                         pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8'))
                     from audit.record_version r
                     where r.transaction_id = any ($4)
                         and not (r.ts >= $1 and r.id > $2)
-                        and r.transaction_id is distinct from $3
+                        and coalesce(r.transaction_id <> $3, true)
                     order by 1, 2, 3
                 ) c
             ) g
@@ -2990,6 +2999,9 @@ declare
     l record;
     seg record;
     expected_link bigint;
+    after_gap boolean;
+    link_text bytea;
+    stored_previous bytea;
     recomputed bytea;
     verdict text;
     why text;
@@ -3056,7 +3068,10 @@ begin
         min(pg_catalog.lower(g)) filter (where s.link_id between first_link and last_link),
         max(pg_catalog.upper(g)) filter (where s.link_id between first_link and last_link)
     into los, his, owners, checked, low, high
-    from audit.seal_segment s, pg_catalog.unnest(s.ids) g;
+    from audit.seal_segment s, pg_catalog.unnest(s.ids) g
+    -- Segments of links after the last one (deleted from the end of the log: reported
+    -- below) seal nothing: their rows read as not sealed yet.
+    where s.link_id <= last_link;
 
     -- One pass over the rows: each row of a checked segment is hashed as audit.seal() did and
     -- counted with its segment; a row in no segment is not sealed yet, or was added where a
@@ -3104,28 +3119,43 @@ begin
         high, next_from;
 
     expected_link := first_link;
+    stored_previous := previous;
     for l in
         select x.link_id, x.kind, x.body, x.chain_hash
         from audit.seal_log x
         where x.link_id between first_link and last_link
         order by x.link_id
     loop
-        if l.link_id <> expected_link then
-            return query select expected_link, null::text, 'failed', 0::bigint, null::bytea,
-                'link ' || expected_link || ' is missing from the seal log';
+        after_gap := l.link_id <> expected_link;
+        if after_gap then
+            return query select g, null::text, 'failed', 0::bigint, null::bytea,
+                'link ' || g || ' is missing from the seal log'
+            from pg_catalog.generate_series(expected_link, l.link_id - 1) g;
             expected_link := l.link_id;
         end if;
         expected_link := expected_link + 1;
-        recomputed := pg_catalog.sha256(previous
-            || pg_catalog.convert_to(audit.seal_link_text(l.link_id), 'UTF8'));
+        link_text := pg_catalog.convert_to(audit.seal_link_text(l.link_id), 'UTF8');
+        recomputed := pg_catalog.sha256(previous || link_text);
+        -- After a broken link (reported as such), a link that follows either its recomputed
+        -- hash or its stored one is not broken too: a link whose content was edited keeps
+        -- its stored hash, which the next link was made from; a stored hash edited leaves
+        -- the content's. So a broken link fails alone; the links nobody touched stay 'ok'.
+        if recomputed <> l.chain_hash and stored_previous <> previous
+            and pg_catalog.sha256(stored_previous || link_text) = l.chain_hash
+        then
+            recomputed := l.chain_hash;
+        end if;
         previous := recomputed;
+        stored_previous := l.chain_hash;
         verdict := 'ok';
         why := null;
         counted := 0;
         if recomputed <> l.chain_hash then
             verdict := 'failed';
-            why := 'link ' || l.link_id || ' was edited: its stored chain hash is not the hash '
-                || 'of its content and the previous link''s';
+            why := case when after_gap
+                then 'link ' || l.link_id || ' cannot be checked: the link before it is missing'
+                else 'link ' || l.link_id || ' was edited: its stored chain hash is not the hash '
+                    || 'of its content and the previous link''s' end;
         end if;
 
         if l.kind = 'seal' then
@@ -3147,8 +3177,9 @@ begin
                 elsif expired ? seg.segment_id::text
                     and coalesce((found ->> 0)::bigint, 0) + (expired ->> seg.segment_id::text)::bigint
                         = seg.row_count then
-                    counted := counted + coalesce((found ->> 0)::bigint, 0);
-                    if verdict in ('ok', 'redacted') then
+                    -- The rows left cannot be checked (the hash covers the whole segment):
+                    -- not counted as verified.
+                    if verdict <> 'failed' then
                         verdict := 'expired';
                         why := coalesce(why || '; ', '') || 'segment ' || seg.segment_id || ': '
                             || (expired ->> seg.segment_id::text) || ' rows removed by retention'
@@ -3204,8 +3235,15 @@ begin
     end loop;
 
     -- Rows no seal covers: not sealed yet (their transaction ran at the last seal, or they
-    -- came after it), or added where a seal should have covered them.
+    -- came after it), or added where a seal should have covered them. Segments of links
+    -- after the last one: those links were deleted from the end of the log.
     if to_link is null then
+        return query select s.link_id, null::text, 'failed'::text, 0::bigint, null::bytea,
+            'link ' || s.link_id || ' is missing from the seal log (its segments remain)'
+        from audit.seal_segment s
+        where s.link_id > coalesce(last_link, 0)
+        group by s.link_id
+        order by s.link_id;
         if added > 0 then
             return query select null::bigint, 'unsealed'::text, 'failed'::text, added,
                 null::bytea, added || case when added = 1 then ' row' else ' rows' end
@@ -3451,7 +3489,6 @@ revoke all on function audit.redact(regclass, jsonb, text[], text) from public;
 create or replace function audit.note_expiry(relation regclass)
 returns bigint
 language plpgsql
-security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
 as $$
@@ -3469,7 +3506,9 @@ begin
                 || ' is not a partition or chunk of audit.record_version';
     end if;
     link := audit.lock_seal_chain();
-    execute pg_catalog.replace($q$
+    -- The relation's name as regclass prints it (quoted, schema-qualified: the search_path
+    -- is pg_catalog's), the one value put into the text.
+    execute $q$
         with ranges as materialized (
             select pg_catalog.array_agg(pg_catalog.lower(g) order by pg_catalog.lower(g)) as los,
                 pg_catalog.array_agg(pg_catalog.upper(g) order by pg_catalog.lower(g)) as his,
@@ -3478,7 +3517,7 @@ begin
         ),
         placed as (
             select r.id, r.ts, k.owner
-            from RELATION r
+            from $q$ || relation::text || $q$ r
             cross join ranges m
             cross join lateral (
                 select case when b.slot > 0 and r.id < m.his[b.slot] then m.owners[b.slot] end as owner
@@ -3496,7 +3535,7 @@ begin
             (select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'segment', ps.owner, 'rows', ps.n) order by ps.owner), '[]')
              from per_segment ps where ps.owner is not null) as segments
-    $q$, 'RELATION', relation::text) into facts;
+    $q$ into facts;
     perform audit.append_seal_link(link, 'expiry', pg_catalog.jsonb_build_object(
         'relation', relation::text,
         'rows', facts.rows,
@@ -3510,6 +3549,80 @@ end
 $$;
 
 revoke all on function audit.note_expiry(regclass) from public;
+
+create or replace function audit.apply_retention(job_id integer, config jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+set TimeZone = 'UTC'
+as $$
+declare
+    drop_after interval;
+    chunk regclass;
+begin
+    begin
+        drop_after := (config ->> 'drop_after')::interval;
+    exception when others then
+        drop_after := null;
+    end;
+    if drop_after is null or drop_after <= interval '0' then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = 'audit.apply_retention: the job''s config needs drop_after, a positive '
+                || 'interval, not ' || coalesce(config::text, 'null'),
+            hint = 'op.set_audit_timescale_policy(retention=...) sets it.';
+    end if;
+    if pg_catalog.to_regclass('timescaledb_information.chunks') is null then
+        raise exception using
+            errcode = 'object_not_in_prerequisite_state',
+            message = 'audit.apply_retention: the timescaledb extension is not installed in '
+                || 'this database';
+    end if;
+    for chunk in
+        select (pg_catalog.quote_ident(c.chunk_schema::text) || '.'
+            || pg_catalog.quote_ident(c.chunk_name::text))::pg_catalog.regclass
+        from timescaledb_information.chunks c
+        where c.hypertable_schema = 'audit' and c.hypertable_name = 'record_version'
+            and c.range_end <= pg_catalog.now() - drop_after
+        order by c.range_start
+    loop
+        execute 'lock table ' || chunk::text || ' in share mode';
+        perform audit.note_expiry(chunk);
+        execute 'drop table ' || chunk::text;
+    end loop;
+end
+$$;
+
+revoke all on function audit.apply_retention(integer, jsonb) from public;
+
+do $$
+declare
+    timescale_schema name;
+    policy record;
+begin
+    select n.nspname into timescale_schema
+    from pg_catalog.pg_extension e
+    join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+    where e.extname = 'timescaledb';
+    if timescale_schema is null then
+        return;
+    end if;
+    for policy in
+        select j.job_id, j.schedule_interval, j.scheduled, j.config ->> 'drop_after' as drop_after
+        from timescaledb_information.jobs j
+        where j.proc_name = 'policy_retention'
+            and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version'
+    loop
+        execute 'select ' || pg_catalog.quote_ident(timescale_schema) || '.add_job('
+            || '''audit.apply_retention''::pg_catalog.regproc, $1, config => $2, scheduled => $3)'
+            using policy.schedule_interval,
+                pg_catalog.jsonb_build_object('drop_after', policy.drop_after),
+                policy.scheduled;
+        execute 'select ' || pg_catalog.quote_ident(timescale_schema) || '.delete_job($1)'
+            using policy.job_id;
+    end loop;
+end
+$$;
 
 do $$
 declare
@@ -3625,10 +3738,15 @@ begin
             from timescaledb_information.jobs j
             where j.proc_name = 'policy_compression'
                 and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            -- The retention: the job of audit.apply_retention() (audit schema version 5),
+            -- or TimescaleDB's own policy where one is left from an earlier release.
             select (j.config ->> 'drop_after')::interval into current_retention
             from timescaledb_information.jobs j
-            where j.proc_name = 'policy_retention'
-                and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version';
+            where (j.proc_schema = 'audit' and j.proc_name = 'apply_retention')
+                or (j.proc_name = 'policy_retention'
+                    and j.hypertable_schema = 'audit' and j.hypertable_name = 'record_version')
+            order by j.proc_schema = 'audit' desc, j.job_id
+            limit 1;
         end if;
     end if;
 

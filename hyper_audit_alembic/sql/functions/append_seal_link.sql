@@ -4,7 +4,6 @@
 create or replace function audit.append_seal_link(link bigint, link_kind text, link_body jsonb)
 returns bytea
 language plpgsql
-security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
 as $$

@@ -3,7 +3,6 @@
 create or replace function audit.lock_seal_chain()
 returns bigint
 language plpgsql
-security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin

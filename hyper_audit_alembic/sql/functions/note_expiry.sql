@@ -7,7 +7,6 @@
 create or replace function audit.note_expiry(relation regclass)
 returns bigint
 language plpgsql
-security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
 as $$

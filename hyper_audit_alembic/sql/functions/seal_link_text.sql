@@ -10,7 +10,6 @@ create or replace function audit.seal_link_text(link bigint)
 returns text
 language sql
 stable
-security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
 as $$

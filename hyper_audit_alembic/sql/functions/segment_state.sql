@@ -6,7 +6,6 @@ create or replace function audit.segment_state(segment bigint, salt bytea)
 returns table (row_count bigint, hash bytea)
 language plpgsql
 stable
-security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
 as $$

@@ -114,7 +114,10 @@ begin
         min(pg_catalog.lower(g)) filter (where s.link_id between first_link and last_link),
         max(pg_catalog.upper(g)) filter (where s.link_id between first_link and last_link)
     into los, his, owners, checked, low, high
-    from audit.seal_segment s, pg_catalog.unnest(s.ids) g;
+    from audit.seal_segment s, pg_catalog.unnest(s.ids) g
+    -- Segments of links after the last one (deleted from the end of the log: reported
+    -- below) seal nothing: their rows read as not sealed yet.
+    where s.link_id <= last_link;
 
     -- One pass over the rows: each row of a checked segment is hashed as audit.seal() did and
     -- counted with its segment; a row in no segment is not sealed yet, or was added where a
