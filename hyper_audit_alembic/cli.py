@@ -434,7 +434,9 @@ def _verify(args: argparse.Namespace) -> int:
 
     key = _read_key_file(args.key_file)
     with _audit_session(args, None) as session:
-        report = verify(session, from_link=args.from_link, to_link=args.to_link, key=key)
+        report = verify(
+            session, from_link=args.from_link, to_link=args.to_link, key=key, anchor=args.anchor
+        )
         session.rollback()
     if args.json:
         print(json.dumps(dataclasses.asdict(report), ensure_ascii=False, indent=2))
@@ -702,6 +704,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--key-file",
         metavar="F",
         help="also check each keyed link's HMAC with the key the seals were made with",
+    )
+    verify_command.add_argument(
+        "--anchor",
+        metavar="HASH",
+        help="a chain hash seal printed and you kept elsewhere: some link must have it",
     )
     verify_command.add_argument("--json", action="store_true", help="print the report as JSON")
     verify_command.set_defaults(handler=_verify)

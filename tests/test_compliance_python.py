@@ -46,7 +46,7 @@ from hyper_audit_alembic import (
     verify,
 )
 from hyper_audit_alembic.runtime.compliance import LinkCheck, VerifyFailure
-from hyper_audit_alembic.runtime.compliance.verify import MAC_MISMATCH
+from hyper_audit_alembic.runtime.compliance.verify import ANCHOR_MISSING, MAC_MISMATCH, NO_MAC
 from hyper_audit_alembic.runtime.history import describe_redaction, render_versions
 
 KEY = bytes(range(32))
@@ -262,20 +262,9 @@ def test_keyed_seals(db: Db, engine: sa.Engine) -> None:
     )  # fmt: skip
 
 
-def test_a_rebuilt_chain_passes_the_recomputation_but_not_the_key(
-    db: Db, engine: sa.Engine
-) -> None:
-    """A superuser edits a sealed row and recomputes every hash of the chain (the segment's,
-    under its salt; every link's): only the key tells."""
-    write_some(db)
-    with engine.begin() as connection:
-        seal(connection, key=KEY)
-    db.run("insert into account values (9, 'Cy', null, null)")
-    with engine.begin() as connection:
-        seal(connection, key=KEY)
-    db.run(
-        'update audit.record_version set record = record || \'{"email": "x@evil"}\' where id = 1'
-    )
+def rehash_everything(db: Db) -> None:
+    """What a superuser without the key can do after editing sealed rows: recompute every
+    segment's hash (under its salt) and every link's chain hash."""
     canon = canonical_rows(db)
     for segment_id, ids, salt in db.rows(
         "select s.segment_id, s.ids::text, t.salt from audit.seal_segment s"
@@ -295,6 +284,23 @@ def test_a_rebuilt_chain_passes_the_recomputation_but_not_the_key(
     for (link_id,) in db.rows("select link_id from audit.seal_log order by link_id"):
         previous = hashlib.sha256(previous + link_text(db, link_id).encode()).digest()
         db.run("update audit.seal_log set chain_hash = %s where link_id = %s", [previous, link_id])
+
+
+def test_a_rebuilt_chain_passes_the_recomputation_but_not_the_key(
+    db: Db, engine: sa.Engine
+) -> None:
+    """A superuser edits a sealed row and recomputes every hash of the chain (the segment's,
+    under its salt; every link's): only the key tells."""
+    write_some(db)
+    with engine.begin() as connection:
+        seal(connection, key=KEY)
+    db.run("insert into account values (9, 'Cy', null, null)")
+    with engine.begin() as connection:
+        seal(connection, key=KEY)
+    db.run(
+        'update audit.record_version set record = record || \'{"email": "x@evil"}\' where id = 1'
+    )
+    rehash_everything(db)
     with engine.connect() as connection:
         assert verify(connection).ok  # the recomputation alone cannot tell
         keyed = verify(connection, key=KEY)
@@ -304,7 +310,38 @@ def test_a_rebuilt_chain_passes_the_recomputation_but_not_the_key(
     db.run("update audit.seal_log set mac = null")
     with engine.connect() as connection:
         unkeyed = verify(connection, key=KEY)
-    assert (unkeyed.ok, unkeyed.not_keyed) == (True, (1, 2))
+    assert (unkeyed.ok, unkeyed.not_keyed, unkeyed.first_failure) == (
+        False,
+        (1, 2),
+        VerifyFailure(None, "seal", NO_MAC),
+    )
+    assert str(unkeyed.first_failure) == f"the chain: {NO_MAC}"
+
+
+def test_an_anchor_kept_elsewhere_catches_a_chain_rewritten_without_the_key(
+    db: Db, engine: sa.Engine, db_url: str
+) -> None:
+    """Rewrite a sealed row and every hash after it (no key involved): only the chain hash
+    kept elsewhere tells; verify(anchor=...) and verify --anchor check it."""
+    write_some(db)
+    with engine.begin() as connection:
+        first = seal(connection)
+    assert first is not None
+    with engine.connect() as connection:
+        assert verify(connection, anchor=first.chain_hash).ok
+        assert verify(connection, anchor="\\x" + first.chain_hash.upper()).ok
+    db.run("update audit.record_version set actor = 'forged' where id = 1")
+    rehash_everything(db)
+    with engine.connect() as connection:
+        assert verify(connection).ok
+        cut = verify(connection, anchor=first.chain_hash)
+    assert (cut.ok, cut.first_failure) == (False, VerifyFailure(None, "anchor", ANCHOR_MISSING))
+    assert cli("verify", "--url", db_url, "--anchor", first.chain_hash).returncode == 1
+    with pytest.raises(ValueError) as bad, engine.connect() as connection:
+        verify(connection, anchor="abc")
+    assert str(bad.value) == (
+        "verify: anchor must be a chain hash (64 hex digits, as seal printed it), got 'abc'"
+    )
 
 
 def test_bad_keys_and_bounds(db: Db, engine: sa.Engine) -> None:

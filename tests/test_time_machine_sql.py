@@ -910,20 +910,20 @@ def enum_order(db: Db) -> list[tuple[Any, ...]]:
 def test_the_enum_of_a_fresh_install_and_an_upgraded_one_are_the_same(
     db: Db, engine: sa.Engine, db_url: str, pg_server: Any
 ) -> None:
-    """steps/1.sql creates SNAPSHOT with the other labels; an upgrade adds it at the end:
-    the same labels, the same sort order (positions and comparisons)."""
+    """steps/1.sql creates SNAPSHOT and REDACT with the other labels; an upgrade adds them
+    at the end: the same labels, the same sort order (positions and comparisons)."""
     from audit_helpers import extra_database
 
     fresh = enum_order(db)
-    order = ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "SNAPSHOT"]
+    order = ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "SNAPSHOT", "REDACT"]
     assert fresh == [(label, float(i + 1), order) for i, label in enumerate(order)]
-    for version in (1, 3):
+    for version in (1, 3, 4):
         with extra_database(pg_server, f"tmd_enum_{version}") as name:
             other = sa.create_engine(pg_server.url(name))
             try:
                 install_released(other, version)
                 run_online(
-                    other, lambda op, v=version: op.upgrade_audit(from_version=v, to_version=4)
+                    other, lambda op, v=version: op.upgrade_audit(from_version=v, to_version=5)
                 )
                 with connect(pg_server.url(name)) as upgraded:
                     assert enum_order(upgraded) == fresh

@@ -21,6 +21,14 @@ from .keys import check_key, mac_matches
 
 #: The detail of a link whose stored HMAC does not match the key.
 MAC_MISMATCH = "seal mac does not match the key: the chain was rewritten or the key is wrong"
+NO_MAC = (
+    "no seal link carries a mac: the macs were removed, or no seal was made with this key "
+    "(seal --key-file)"
+)
+ANCHOR_MISSING = (
+    "the chain hash kept elsewhere is no link's: the chain was cut short or rewritten "
+    "(or the hash is of another database)"
+)
 
 
 @dataclass(frozen=True)
@@ -49,14 +57,17 @@ class LinkCheck:
 class VerifyFailure:
     """The first link that failed, and why."""
 
-    #: None for the audit rows in no seal (``kind`` ``'unsealed'``).
+    #: None for the audit rows in no seal (``kind`` ``'unsealed'``), for a key that covers
+    #: no seal link (``'seal'``) and for an anchor no link has (``'anchor'``).
     link_id: int | None
     kind: str
     detail: str
 
     def __str__(self) -> str:
-        if self.link_id is None:
+        if self.link_id is None and self.kind == "unsealed":
             return f"audit rows in no seal: {self.detail}"
+        if self.link_id is None:
+            return f"the chain: {self.detail}"
         return f"link {self.link_id} ({self.kind}): {self.detail}"
 
 
@@ -111,6 +122,17 @@ _MACS = sa.text(
 )
 
 
+def _anchor(value: object) -> str:
+    """A chain hash as 64 lower-case hex digits (``\\x`` and upper case accepted)."""
+    text = str(value).strip().lower().removeprefix("\\x")
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(
+            "verify: anchor must be a chain hash (64 hex digits, as seal printed it), "
+            f"got {value!r}"
+        )
+    return text
+
+
 def _link_bound(value: object, name: str) -> int | None:
     if value is None:
         return None
@@ -129,13 +151,18 @@ def verify(
     from_link: int | None = None,
     to_link: int | None = None,
     key: bytes | None = None,
+    anchor: str | None = None,
 ) -> VerifyReport:
     """Recompute the seal chain (links ``from_link`` to ``to_link``, both included; None:
     from the first, to the last) and report the first failure, or what verified.
 
     ``key``: the key of keyed seals (bytes): each keyed link's stored HMAC must match the
     HMAC of its recomputed chain hash, or the link fails ("seal mac does not match the
-    key: ..."); links after the last keyed one are listed in ``not_keyed``. Needs EXECUTE
+    key: ..."); links after the last keyed one are listed in ``not_keyed``; a key with no
+    keyed seal link among those checked fails (the macs may have been removed).
+    ``anchor``: a chain hash kept outside the database (hex, as seal printed it): one of
+    the links checked must have it, or the check fails — the only defence against a chain
+    cut short or rewritten wholesale by a superuser without a key. Needs EXECUTE
     on ``audit.verify`` (and, with a key, SELECT on ``audit.seal_log``). Reads only.
 
     With asyncio: ``await async_session.run_sync(verify, key=key)``.
@@ -146,6 +173,7 @@ def verify(
         raise ValueError(f"verify: from_link {start} is after to_link {end}")
     if key is not None:
         key = check_key(key, "verify")
+    wanted = None if anchor is None else _anchor(anchor)
     require_function(connection_or_session, "audit.verify(bigint, bigint)", "verify")
     found = connection_or_session.execute(_VERIFY, {"from_link": start, "to_link": end}).all()
     macs: dict[int, bytes] = {}
@@ -174,6 +202,10 @@ def verify(
         if check.status == "failed" and failure is None:
             failure = VerifyFailure(link, check.kind, detail or "failed")
     chained = [c for c in links if c.link_id is not None]
+    if failure is None and key is not None and not macs and any(c.kind == "seal" for c in chained):
+        failure = VerifyFailure(None, "seal", NO_MAC)
+    if failure is None and wanted is not None and wanted not in {c.chain_hash for c in chained}:
+        failure = VerifyFailure(None, "anchor", ANCHOR_MISSING)
     verified = [c for c in chained if c.status != "failed"]
     unsealed = sum(c.rows_verified for c in links if c.link_id is None and c.status != "failed")
     return VerifyReport(
