@@ -220,7 +220,9 @@ begin
                 verdict := 'redacted';
                 why := (l.body ->> 'rows') || ' rows of ' || (l.body ->> 'table') || ' redacted ('
                     || coalesce((select pg_catalog.string_agg(c, ', ')
-                        from pg_catalog.jsonb_array_elements_text(l.body -> 'columns') c), 'the whole row')
+                        from pg_catalog.jsonb_array_elements_text(case
+                            when pg_catalog.jsonb_typeof(l.body -> 'columns') = 'array'
+                            then l.body -> 'columns' end) c), 'the whole row')
                     || ')' || coalesce(': ' || (l.body ->> 'reason'), '');
             end if;
         elsif l.kind = 'expiry' then
