@@ -1,11 +1,12 @@
 -- The rows of one sealed segment as they are now: how many, and their hash under a salt
 -- (sha256(salt || sha256(canonical row text) || ... in id order), as audit.seal() made it).
 -- audit.redact() checks a segment with it before changing its rows and rehashes it after.
+-- It runs with its caller's rights (redact's: the audit owner's), so granting it reads
+-- nothing its grantee could not read already.
 create or replace function audit.segment_state(segment bigint, salt bytea)
 returns table (row_count bigint, hash bytea)
 language sql
 stable
-security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
 as $$
