@@ -118,7 +118,7 @@ begin
     hashed as materialized (
         select b.segment_id, b.salt, i.ids, pg_catalog.count(*) as row_count,
             min(c.ts) as first_ts, max(c.ts) as last_ts, max(c.id) as last_id,
-            pg_catalog.sha256(b.salt || pg_catalog.string_agg(c.leaf, '\x'::bytea order by c.id, c.leaf)) as hash
+            pg_catalog.sha256(b.salt || pg_catalog.string_agg(c.leaf, ''::bytea order by c.id, c.leaf)) as hash
         from candidates c
         join blocks b on b.rel = c.rel and b.block = c.id / 100000
         join islands i on i.rel = c.rel and i.block = c.id / 100000

@@ -116,7 +116,7 @@ begin
     ),
     per_segment as (
         select p.owner, pg_catalog.count(*) as n,
-            pg_catalog.string_agg(p.leaf, '\x'::bytea order by p.id, p.leaf) as leaves,
+            pg_catalog.string_agg(p.leaf, ''::bytea order by p.id, p.leaf) as leaves,
             pg_catalog.count(*) filter (
                 where p.id > max_sealed or p.transaction_id::text = any (pending)) as waiting,
             min(p.id) filter (
@@ -127,7 +127,7 @@ begin
     )
     select
         coalesce(pg_catalog.jsonb_object_agg(ps.owner, pg_catalog.jsonb_build_array(
-            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, '\x'::bytea) || ps.leaves), 'hex')
+            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, ''::bytea) || ps.leaves), 'hex')
         )) filter (where ps.owner is not null), '{}'),
         coalesce(sum(ps.waiting) filter (where ps.owner is null), 0),
         coalesce(sum(ps.n - ps.waiting) filter (where ps.owner is null), 0),
