@@ -11,7 +11,7 @@ set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
 as $$
     select pg_catalog.count(*),
-        pg_catalog.sha256(salt || coalesce(pg_catalog.string_agg(x.leaf, '\x'::bytea order by x.id, x.leaf), '\x'::bytea))
+        pg_catalog.sha256(salt || coalesce(pg_catalog.string_agg(x.leaf, ''::bytea order by x.id, x.leaf), ''::bytea))
     from (
         select r.id, pg_catalog.sha256(pg_catalog.convert_to(
             (pg_catalog.to_jsonb(r) - 'table_oid')::text, 'UTF8')) as leaf
