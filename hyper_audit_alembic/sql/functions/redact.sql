@@ -24,7 +24,9 @@
 -- Only roles granted it may call it (grant execute on function
 -- audit.redact(regclass, jsonb, text[], text) to <role>): nobody can by default. A sealed
 -- segment holding the record that fails verification stops it before anything changes.
--- The erased values stay in dead row versions until VACUUM (docs/compliance.md).
+-- The erased values stay in dead row versions, and their bytes in the pages' free space
+-- after a plain VACUUM, until VACUUM FULL (docs/compliance.md). Run it in a READ COMMITTED
+-- transaction (the default): it refuses an older snapshot.
 create or replace function audit.redact(
     target regclass, key jsonb, columns text[] default null, reason text default null
 )
@@ -33,6 +35,7 @@ language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
+set quote_all_identifiers = off
 set jit = off
 as $$
 declare
@@ -62,6 +65,16 @@ begin
             errcode = 'invalid_parameter_value',
             message = 'audit.redact(' || shown || '): say why (reason => ''...''): the REDACT '
                 || 'audit row records it';
+    end if;
+    -- Each statement below reads the rows as committed when it starts (READ COMMITTED),
+    -- after the chain's lock: with an older snapshot, rows of the record committed since
+    -- would keep their values, and the chain's last link would be read stale.
+    if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
+        raise exception using
+            errcode = 'invalid_transaction_state',
+            message = 'audit.redact(' || shown || '): run it in a READ COMMITTED transaction, '
+                || 'not ' || pg_catalog.current_setting('transaction_isolation') || ': rows '
+                || 'committed after this transaction''s snapshot would keep their values';
     end if;
     -- The application's context, merged into the REDACT row's: read (as text, never run)
     -- before anything changes, so that a setting that is no JSON object stops the call
