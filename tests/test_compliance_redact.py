@@ -15,14 +15,17 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from audit_helpers import Db, connect, record_id, run_online
+from audit_helpers import Db, apply_sql, connect, extra_database, record_id, run_online
 from psycopg2 import sql as pgsql
+
+from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
 
 #: What the docs prescribe after a redaction for the erased bytes to leave the files of
 #: the audit schema (and the statistics): measured below. A plain VACUUM frees the dead
@@ -382,6 +385,43 @@ def test_a_rename_not_seen_yet_is_caught_up_and_a_dropped_column_is_named_as_dro
     assert db.rows(
         "select kind, old_name::text, new_name::text from audit.column_change order by id"
     ) == [("rename", "secret", "password"), ("drop", "pin", None)]
+
+
+def test_redact_follows_the_record_across_a_dump_and_restore(
+    db: Db, db_url: str, pg_server: ThrowawayPostgres
+) -> None:
+    """pg_dump and restore give the table a new oid (and its records new record ids); the
+    rows from before keep the old ones, under the names the columns had then."""
+    old_oid = person(db)
+    db.run(f"insert into person values (1, 'Ann', '{EMAIL}', '{BORN}'), (2, 'Bob', 'b@x', null)")
+    db.run("alter table person rename column email to mail")  # recorded under the old oid
+    db.run("update person set name = 'Anne' where id = 1")
+    seal(db)
+    dump = subprocess.run(
+        [str(pg_server.bin_dir / "pg_dump"), "-h", pg_server.host, "-p", str(pg_server.port),
+         "-U", pg_server.user, "-d", sa.make_url(db_url).database or ""],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    restored = f"restored_{uuid.uuid4().hex[:12]}"
+    with extra_database(pg_server, restored), connect(pg_server.url(restored)) as new:
+        apply_sql(pg_server, restored, dump)
+        new_oid = new.oid("public.person")
+        assert new_oid != old_oid
+        new.run("update person set name = 'Ann B.' where id = 1")
+        seal(new)
+        assert redact(new, "public.person", {"id": 1}, ["mail", "born"]) == [(3, 3)]
+        old_r1, new_r1 = record_id(old_oid, "1"), record_id(new_oid, "1")
+        assert [(i, op, rid, rec, old) for i, op, rid, _, rec, old in versions(new)] == [
+            (1, "INSERT", old_r1, {"id": 1, "name": "Ann"}, None),
+            (2, "INSERT", record_id(old_oid, "2"),
+             {"id": 2, "name": "Bob", "email": "b@x", "born": None}, None),
+            (3, "UPDATE", old_r1, {"id": 1, "name": "Anne"}, {"id": 1, "name": "Ann"}),
+            (4, "UPDATE", new_r1, {"id": 1, "name": "Ann B."}, {"id": 1, "name": "Anne"}),
+            (5, "REDACT", new_r1, None, None),
+        ]  # fmt: skip
+        assert link_body(new, 3)[1]["record_ids"] == sorted([str(old_r1), str(new_r1)])
+        assert traces(new, EMAIL) == traces(new, BORN) == {}
+        assert [row[2] for row in verify(new)] == ["redacted", "redacted", "redacted", "ok"]
 
 
 # --- verify after a redaction ------------------------------------------------------------

@@ -14,14 +14,16 @@
 -- after a DELETE is the same key: every record that held it), and each such record's rows
 -- under its other keys, followed through changes of its primary key both ways (an UPDATE
 -- whose record_id differs from its old_record_id). Another record that held one of those
--- other keys at another time is left alone.
+-- other keys at another time is left alone. Also the rows recorded under the table's
+-- older oids (a pg_dump and restore re-creates the table), found as history() finds them.
+-- (A swap of two keys by one statement, under a deferrable key, is not told apart.)
 --
 -- Which keys: a column's values under every name it had (audit.column_change, caught up
 -- first for a tracked table whose renames were not seen yet), each audit row by the name
 -- the column had when the row was written: a later column that took an old name keeps its
 -- values. A column dropped since is named as it was when dropped.
 --
--- Only roles granted it may call it (grant execute on function
+-- Only roles granted it may call it (grant usage on schema audit, and execute on function
 -- audit.redact(regclass, jsonb, text[], text) to <role>): nobody can by default. A sealed
 -- segment holding the record that fails verification stops it before anything changes.
 -- The erased values stay in dead row versions, and their bytes in the pages' free space
@@ -56,8 +58,15 @@ declare
     changes jsonb := '[]';
     context_text text;
     app_context jsonb;
+    rel_schema name;
+    rel_name name;
+    oids oid[];
+    old_oids oid[];
+    shared_oids oid[];
+    first_names text[];
 begin
-    select pg_catalog.format('%I.%I', n.nspname, c.relname) into shown
+    select pg_catalog.format('%I.%I', n.nspname, c.relname), n.nspname, c.relname
+    into shown, rel_schema, rel_name
     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where c.oid = target;
     if reason is null or pg_catalog.btrim(reason) = '' then
@@ -159,9 +168,58 @@ begin
                         and a.attname = h.old_name
                 )
         );
+        -- Each erased column's name when the table's history (under this oid) begins: the
+        -- name its rows have under the table's older oids.
+        first_names := array(
+            select coalesce(
+                (select h.old_name::text from audit.column_change h
+                 where h.table_oid = target and h.attnum = x
+                 order by h.before_id, h.id limit 1),
+                (select a.attname::text from pg_catalog.pg_attribute a
+                 where a.attrelid = target and a.attnum = x))
+            from pg_catalog.unnest(erased) x
+        );
     end if;
 
     link := audit.lock_seal_chain();
+
+    -- The oids the table's history is under: a pg_dump and restore (or any re-creation of
+    -- the table) gives it a new oid, and its older rows keep the old one. As history() finds
+    -- them: each oid of the audit table (one index probe per oid) whose first or last audit
+    -- row names the table as it is named now; an old oid that is now another relation's
+    -- counts only with its rows recorded under this table's name. The table's own rows
+    -- recorded under the name of another relation that exists now are that relation's
+    -- (an older table that had the same oid).
+    with recursive found (table_oid) as (
+        select min(r.table_oid) from audit.record_version r
+        union all
+        select (select min(r.table_oid) from audit.record_version r where r.table_oid > f.table_oid)
+        from found f
+        where f.table_oid is not null
+    ),
+    named as (
+        select f.table_oid,
+            exists (select from pg_catalog.pg_class c where c.oid = f.table_oid) as taken
+        from found f
+        cross join lateral (
+            select r.table_schema, r.table_name from audit.record_version r
+            where r.table_oid >= f.table_oid and r.table_oid <= f.table_oid
+            order by r.table_oid limit 1
+        ) first_row
+        cross join lateral (
+            select r.table_schema, r.table_name from audit.record_version r
+            where r.table_oid >= f.table_oid and r.table_oid <= f.table_oid
+            order by r.table_oid desc limit 1
+        ) last_row
+        where f.table_oid is not null and f.table_oid <> target
+            and ((first_row.table_schema = rel_schema and first_row.table_name = rel_name)
+                or (last_row.table_schema = rel_schema and last_row.table_name = rel_name))
+    )
+    select
+        array(select x.table_oid from named x where not x.taken order by x.table_oid),
+        array(select x.table_oid from named x where x.taken order by x.table_oid)
+    into old_oids, shared_oids;
+    oids := array[target::oid] || old_oids || shared_oids;
 
     -- The record's versions. Every audit row under the key's record id (every record that
     -- held the key), then each record followed through its key changes, in audit id order
@@ -175,13 +233,20 @@ begin
     -- audit ids (lo, hi), both excluded, of its rows taken.
     record_key := audit.to_record_id(target, key_columns, key);
     with recursive task (rid, lo, hi) as (
-        select record_key, 0::bigint, 9223372036854775807::bigint
+        select audit.to_record_id(o, key_columns, key), 0::bigint, 9223372036854775807::bigint
+        from pg_catalog.unnest(oids) o
         union
         select n.rid, b.lo, b.hi
         from task t
         join audit.record_version v
-            on v.table_oid = target and (v.record_id = t.rid or v.old_record_id = t.rid)
+            on v.table_oid = any (oids) and (v.record_id = t.rid or v.old_record_id = t.rid)
             and v.id > t.lo and v.id < t.hi
+            and (v.table_oid = any (old_oids)
+                or (v.table_schema = rel_schema and v.table_name = rel_name)
+                or (v.table_oid = target and not exists (
+                    select from pg_catalog.pg_class c
+                    join pg_catalog.pg_namespace ns on ns.oid = c.relnamespace
+                    where ns.nspname = v.table_schema and c.relname = v.table_name)))
         cross join lateral (
             select v.record_id as rid, 1 as direction
             where v.op::text = 'UPDATE' and v.old_record_id = t.rid and v.record_id <> t.rid
@@ -193,19 +258,19 @@ begin
             select
                 case when n.direction > 0 then v.id else greatest(
                     (select max(w.id) - 1 from audit.record_version w
-                     where w.table_oid = target and w.record_id = n.rid and w.id < v.id
+                     where w.table_oid = any (oids) and w.record_id = n.rid and w.id < v.id
                         and w.op::text in ('INSERT', 'UPDATE') and w.old_record_id is distinct from n.rid),
                     (select max(w.id) from audit.record_version w
-                     where w.table_oid = target and w.old_record_id = n.rid and w.id < v.id
+                     where w.table_oid = any (oids) and w.old_record_id = n.rid and w.id < v.id
                         and w.op::text in ('UPDATE', 'DELETE') and w.record_id is distinct from n.rid),
                     0)
                 end as lo,
                 case when n.direction < 0 then v.id else least(
                     (select min(w.id) + 1 from audit.record_version w
-                     where w.table_oid = target and w.old_record_id = n.rid and w.id > v.id
+                     where w.table_oid = any (oids) and w.old_record_id = n.rid and w.id > v.id
                         and w.op::text in ('UPDATE', 'DELETE') and w.record_id is distinct from n.rid),
                     (select min(w.id) from audit.record_version w
-                     where w.table_oid = target and w.record_id = n.rid and w.id > v.id
+                     where w.table_oid = any (oids) and w.record_id = n.rid and w.id > v.id
                         and w.op::text in ('INSERT', 'UPDATE') and w.old_record_id is distinct from n.rid),
                     9223372036854775807)
                 end as hi
@@ -215,8 +280,14 @@ begin
         select distinct v.id
         from task t
         join audit.record_version v
-            on v.table_oid = target and (v.record_id = t.rid or v.old_record_id = t.rid)
+            on v.table_oid = any (oids) and (v.record_id = t.rid or v.old_record_id = t.rid)
             and v.id > t.lo and v.id < t.hi
+            and (v.table_oid = any (old_oids)
+                or (v.table_schema = rel_schema and v.table_name = rel_name)
+                or (v.table_oid = target and not exists (
+                    select from pg_catalog.pg_class c
+                    join pg_catalog.pg_namespace ns on ns.oid = c.relnamespace
+                    where ns.nspname = v.table_schema and c.relname = v.table_name)))
         where v.op::text <> 'REDACT'
     )
     select array(select distinct t.rid from task t order by t.rid),
@@ -243,7 +314,7 @@ begin
         join audit.seal_segment s on s.first_ts <= v.ts and s.last_ts >= v.ts
         join pg_catalog.unnest(s.ids) g on g @> v.id
         left join audit.seal_salt st on st.segment_id = s.segment_id
-        where v.table_oid = target
+        where v.table_oid = any (oids)
             and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
             and v.id = any (version_ids)
         order by s.segment_id
@@ -267,20 +338,44 @@ begin
     -- two (a column dropped or renamed, then another one taking its name), the one whose
     -- span ends first: the older column's. A key no span holds was written after a change
     -- seen late (without the event trigger a change is dated when enable_tracking or
-    -- redact sees it): it is the column that had the name next.
+    -- redact sees it): it is the column that had the name next. Under an older oid (before
+    -- a dump and restore) the columns are those last seen there (audit.tracked_column), and
+    -- an erased column is the one with the name it had when this oid's history began (any
+    -- key of that name, where nothing was seen).
     with spans as materialized (
-        select h.attnum, h.old_name::text as name,
-            pg_catalog.lag(h.before_id) over (partition by h.attnum order by h.before_id, h.id) as after_id,
-            h.before_id as upto
-        from audit.column_change h
-        where h.table_oid = target
-        union all
-        select a.attnum, a.attname::text,
-            (select max(h.before_id) from audit.column_change h
-             where h.table_oid = target and h.attnum = a.attnum),
-            null
-        from pg_catalog.pg_attribute a
-        where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+        select x.rel, x.attnum, x.name, x.after_id, x.upto,
+            case when x.rel = target then x.attnum = any (erased) else exists (
+                -- a column of an older oid: erased if it had, when last seen, the name an
+                -- erased column has at the start of this oid's history
+                select from audit.tracked_column t
+                where t.table_oid = x.rel and t.attnum = x.attnum and t.name = any (first_names)
+            ) or exists (
+                select from audit.column_change h
+                where h.table_oid = x.rel and h.attnum = x.attnum and h.kind = 'drop'
+                    and h.old_name = any (first_names)
+            ) end as gone
+        from (
+            select h.table_oid as rel, h.attnum, h.old_name::text as name,
+                pg_catalog.lag(h.before_id) over (
+                    partition by h.table_oid, h.attnum order by h.before_id, h.id) as after_id,
+                h.before_id as upto
+            from audit.column_change h
+            where h.table_oid = any (oids)
+            union all
+            select target, a.attnum, a.attname::text,
+                (select max(h.before_id) from audit.column_change h
+                 where h.table_oid = target and h.attnum = a.attnum),
+                null
+            from pg_catalog.pg_attribute a
+            where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+            union all
+            select t.table_oid, t.attnum, t.name::text,
+                (select max(h.before_id) from audit.column_change h
+                 where h.table_oid = t.table_oid and h.attnum = t.attnum),
+                null
+            from audit.tracked_column t
+            where t.table_oid = any (old_oids || shared_oids)
+        ) x
     ),
     erased_images as (
         select v.id, v.ts,
@@ -289,36 +384,38 @@ begin
                 when erased is null then '{}'::jsonb
                 else v.record operator(pg_catalog.-) array(
                     select e.key from pg_catalog.jsonb_object_keys(v.record) e (key)
-                    where (
-                        select sp.attnum from spans sp
-                        where sp.name = e.key and (sp.upto is null or v.id <= sp.upto)
+                    where coalesce((
+                        select sp.gone from spans sp
+                        where sp.rel = v.table_oid and sp.name = e.key
+                            and (sp.upto is null or v.id <= sp.upto)
                         order by sp.after_id is not null and v.id <= sp.after_id,
                             sp.upto nulls last, sp.after_id
                         limit 1
-                    ) = any (erased))
+                    ), v.table_oid <> target and e.key = any (first_names)))
             end as record,
             case
                 when v.old_record is null then null
                 when erased is null then '{}'::jsonb
                 else v.old_record operator(pg_catalog.-) array(
                     select e.key from pg_catalog.jsonb_object_keys(v.old_record) e (key)
-                    where (
-                        select sp.attnum from spans sp
-                        where sp.name = e.key and (sp.upto is null or v.id <= sp.upto)
+                    where coalesce((
+                        select sp.gone from spans sp
+                        where sp.rel = v.table_oid and sp.name = e.key
+                            and (sp.upto is null or v.id <= sp.upto)
                         order by sp.after_id is not null and v.id <= sp.after_id,
                             sp.upto nulls last, sp.after_id
                         limit 1
-                    ) = any (erased))
+                    ), v.table_oid <> target and e.key = any (first_names)))
             end as old_record
         from audit.record_version v
-        where v.table_oid = target
+        where v.table_oid = any (oids)
             and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
             and v.id = any (version_ids)
     ),
     done as (
         update audit.record_version v set record = x.record, old_record = x.old_record
         from erased_images x
-        where v.table_oid = target
+        where v.table_oid = any (oids)
             and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
             and v.id = x.id and v.ts = x.ts
             and (v.record is distinct from x.record or v.old_record is distinct from x.old_record)
@@ -339,7 +436,7 @@ begin
         from audit.record_version v
         join audit.seal_segment s on s.first_ts <= v.ts and s.last_ts >= v.ts
         join pg_catalog.unnest(s.ids) g on g @> v.id
-        where v.table_oid = target
+        where v.table_oid = any (oids)
             and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
             and v.id = any (changed_ids)
         order by s.segment_id
