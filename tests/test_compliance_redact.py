@@ -110,8 +110,10 @@ def audit_state(db: Db) -> dict[str, list[str]]:
     """Every row of every table of the audit schema, as text: to tell nothing changed."""
     return {
         table: sorted(
-            text for (text,) in db.rows(pgsql.SQL("select t::text from {} as t").format(
-                pgsql.SQL(table)))  # fmt: skip
+            text
+            for (text,) in db.rows(
+                pgsql.SQL("select t::text from {} as t").format(pgsql.SQL(table))
+            )
         )
         for table in audit_tables(db)
     }
@@ -261,7 +263,13 @@ def test_redact_the_whole_row_image(db: Db) -> None:
     # Nothing was sealed: a redaction link without segments, verified as such.
     assert link_body(db, 1)[1]["segments"] == []
     assert verify(db) == [
-        (1, "redaction", "redacted", 3, "3 rows of public.person redacted (the whole row): erasure"),
+        (
+            1,
+            "redaction",
+            "redacted",
+            3,
+            "3 rows of public.person redacted (the whole row): erasure",
+        ),
         (None, "unsealed", "ok", 5, "5 rows not sealed yet"),
     ]
 
@@ -284,8 +292,11 @@ def key_change_history(db: Db) -> dict[int, uuid.UUID]:
 
 
 def names_left(db: Db) -> list[tuple[int, Any, Any]]:
-    return [(i, rec and rec.get("name"), old and old.get("name"))
-            for i, op, _, _, rec, old in versions(db, "public.account") if op != "REDACT"]  # fmt: skip
+    return [
+        (i, rec and rec.get("name"), old and old.get("name"))
+        for i, op, _, _, rec, old in versions(db, "public.account")
+        if op != "REDACT"
+    ]
 
 
 def test_redact_follows_the_record_through_its_key_changes(db: Db) -> None:
@@ -452,10 +463,14 @@ def test_verify_reports_the_redaction_and_still_catches_tampering(db: Db) -> Non
     assert record_id(oid, "1") == versions(db)[0][2]
 
     # A superuser changes another column of a redacted row: that is tampering.
-    db.run("update audit.record_version set record = record || '{\"name\": \"Eve\"}' where id = 1")
+    db.run('update audit.record_version set record = record || \'{"name": "Eve"}\' where id = 1')
     ids = db.one("select ids::text from audit.seal_segment where segment_id = 1")
     assert verify(db)[0] == (
-        1, "seal", "failed", 0, f"segment 1 (ids {ids}): rows changed (2 rows, the hash differs)"
+        1,
+        "seal",
+        "failed",
+        0,
+        f"segment 1 (ids {ids}): rows changed (2 rows, the hash differs)",
     )
     assert [row[2] for row in verify(db)[1:]] == ["redacted", "ok", "redacted", "ok", "ok"]
 
@@ -465,7 +480,7 @@ def test_redact_refuses_when_a_segment_of_the_record_fails_verification(db: Db) 
     person(db)
     db.run(f"insert into person values (1, 'Ann', '{EMAIL}', '{BORN}'), (2, 'Bob', null, null)")
     seal(db)
-    db.run("update audit.record_version set record = record || '{\"name\": \"Eve\"}' where id = 2")
+    db.run('update audit.record_version set record = record || \'{"name": "Eve"}\' where id = 2')
     before = audit_state(db)
     assert error_of(
         db, "select * from audit.redact('public.person', '{\"id\": 1}', '{email}', 'erasure')"
@@ -533,7 +548,9 @@ def test_bad_input_gets_one_line_and_changes_nothing(
     person(db)
     db.run(f"insert into person values (1, 'Ann', '{EMAIL}', '{BORN}')")
     db.run("create schema shop")
-    db.run("create table shop.line (order_id int, code text, note text, primary key (order_id, code))")
+    db.run(
+        "create table shop.line (order_id int, code text, note text, primary key (order_id, code))"
+    )
     db.run("create table public.loose (id int, v text)")
     db.run('create schema "Mixed Case"')
     db.run('create table "Mixed Case"."we""ird" (id int primary key, w text)')

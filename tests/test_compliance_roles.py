@@ -82,8 +82,8 @@ def db(engine: sa.Engine, db_url: str) -> Iterator[Db]:
         db.run("select audit.enable_tracking('public.person')")
         db.run(
             "insert into person values"
-            " (1, 'Ann', 'erase-me-4711@example.org', '2024-02-29 23:30+05:45', 0.1, '1 day 2 hours',"
-            " '\\x00ff'), (2, 'Bob', 'bob@example.org', null, 1e-300, null, null)"
+            " (1, 'Ann', 'erase-me-4711@example.org', '2024-02-29 23:30+05:45', 0.1,"
+            " '1 day 2 hours', '\\x00ff'), (2, 'Bob', 'bob@example.org', null, 1e-300, null, null)"
         )
         db.run("update person set name = 'Anne', score = 1.0/3 where id = 1")
         db.run("select * from audit.seal()")
@@ -148,11 +148,16 @@ def test_by_default_no_role_but_the_owner_uses_the_seal_chain(
         "audit.append_seal_link(bigint, text, jsonb)", "audit.lock_seal_chain()",
         "audit.seal_link_text(bigint)",
     ):  # fmt: skip
-        assert db.one(
-            "select count(*) from pg_proc p, aclexplode(coalesce(p.proacl,"
-            " acldefault('f', p.proowner))) a where p.oid = %s::regprocedure"
-            " and a.grantee <> p.proowner and (a.grantee = 0"
-            " or a.grantee::regrole::text <> all (%s))", [signature, granted]) == 0, signature  # fmt: skip
+        assert (
+            db.one(
+                "select count(*) from pg_proc p, aclexplode(coalesce(p.proacl,"
+                " acldefault('f', p.proowner))) a where p.oid = %s::regprocedure"
+                " and a.grantee <> p.proowner and (a.grantee = 0"
+                " or a.grantee::regrole::text <> all (%s))",
+                [signature, granted],
+            )
+            == 0
+        ), signature
     for table in SEAL_TABLES:
         assert db.one(
             "select count(*) from pg_class c, aclexplode(coalesce(c.relacl,"
@@ -237,11 +242,9 @@ HOSTILE_OBJECTS = [
     "create function evil.minus(jsonb, text) returns jsonb language sql"
     " as $$ select '{}'::jsonb $$",
     "create operator evil.- (leftarg = jsonb, rightarg = text, function = evil.minus)",
-    "create function evil.minus_all(jsonb, text[]) returns jsonb language sql"
-    " as $$ select $1 $$",
+    "create function evil.minus_all(jsonb, text[]) returns jsonb language sql as $$ select $1 $$",
     "create operator evil.- (leftarg = jsonb, rightarg = text[], function = evil.minus_all)",
-    "create function evil.cat(bytea, bytea) returns bytea language sql"
-    " as $$ select ''::bytea $$",
+    "create function evil.cat(bytea, bytea) returns bytea language sql as $$ select ''::bytea $$",
     "create operator evil.|| (leftarg = bytea, rightarg = bytea, function = evil.cat)",
     "create function evil.jcat(jsonb, jsonb) returns jsonb language sql"
     " as $$ select '{\"forged\": true}'::jsonb $$",
@@ -275,7 +278,7 @@ HOSTILE_SETTINGS = {
     "jit_above_cost": "0",
     "row_security": "off",
     "hyper_audit.actor": "'not-the-redactor'",
-    "hyper_audit.context": "'{\"ticket\": \"T-1\", \"redaction\": {\"columns\": [\"forged\"]}}'",
+    "hyper_audit.context": '\'{"ticket": "T-1", "redaction": {"columns": ["forged"]}}\'',
 }
 
 
@@ -324,7 +327,9 @@ def test_hostile_session_state_changes_nothing_seal_redact_and_verify_compute(
         for grant in GRANTS[kind]:
             db.run(grant.format(role=hostile))
     db.run(f"grant create on database {db.conn.info.dbname} to {hostile}")
-    db.run("insert into person (id, name, email) values (3, 'Cy', 'cy@example.org'), (4, 'Di', null)")
+    db.run(
+        "insert into person (id, name, email) values (3, 'Cy', 'cy@example.org'), (4, 'Di', null)"
+    )
     session = hostile_session(db_url, hostile)
     try:
         assert [row[:3] for row in session.rows("select * from audit.seal()")] == [(2, 2, 1)]
@@ -342,8 +347,9 @@ def test_hostile_session_state_changes_nothing_seal_redact_and_verify_compute(
     for link, stored, recomputed in chain_hashes(db):
         assert stored == recomputed, link
     for (segment,) in db.rows("select segment_id from audit.seal_segment order by 1"):
-        expected = bytes(db.one(
-            "select hash from audit.seal_segment where segment_id = %s", [segment])).hex()
+        expected = bytes(
+            db.one("select hash from audit.seal_segment where segment_id = %s", [segment])
+        ).hex()
         if segment == 1:  # redacted: the redaction link holds its hash now
             ((body,),) = db.rows("select body from audit.seal_log where link_id = 3")
             (change,) = body["segments"]
@@ -360,9 +366,13 @@ def test_hostile_session_state_changes_nothing_seal_redact_and_verify_compute(
     ((body,),) = db.rows("select body from audit.seal_log where link_id = 3")
     assert (body["table"], body["columns"], body["rows"]) == ("public.person", ["email", "seen"], 2)
     assert db.rows("select made_by from audit.seal_log order by link_id") == [
-        (db.one("select session_user::text"),), ("not-the-redactor",), ("not-the-redactor",)
+        (db.one("select session_user::text"),),
+        ("not-the-redactor",),
+        ("not-the-redactor",),
     ]
-    ((salt_count, distinct),) = db.rows("select count(*), count(distinct salt) from audit.seal_salt")
+    ((salt_count, distinct),) = db.rows(
+        "select count(*), count(distinct salt) from audit.seal_salt"
+    )
     assert salt_count == distinct == 2
     assert db.rows(
         "select record - 'seen', old_record - 'seen' from audit.record_version"
