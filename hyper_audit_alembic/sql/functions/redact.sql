@@ -65,7 +65,7 @@ declare
     shared_oids oid[];
     first_names text[];
 begin
-    select pg_catalog.format('%I.%I', n.nspname, c.relname), n.nspname, c.relname
+    select pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), n.nspname, c.relname
     into shown, rel_schema, rel_name
     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where c.oid = target;
