@@ -699,8 +699,6 @@ def test_a_plain_vacuum_leaves_the_bytes_in_the_pages_vacuum_full_removes_them(d
 
     db.run("vacuum audit.record_version")
     db.run("vacuum audit.seal_salt")
-    assert db.one("select n_dead_tup from pg_stat_user_tables"
-                  " where relid = 'audit.record_version'::regclass") == 0  # fmt: skip
     # No tuple holds the value any more, yet a page does, and the statistics do.
     assert db.one(
         "select count(*) from generate_series(0, pg_relation_size('audit.record_version')"
