@@ -25,7 +25,7 @@ begin
             nullif(pg_catalog.current_setting('role'), 'none'),
             session_user::text
         ),
-        link_body, '\x'::bytea
+        link_body, ''::bytea
     );
     chained := pg_catalog.sha256(
         coalesce(previous, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))

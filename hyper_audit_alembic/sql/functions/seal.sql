@@ -98,11 +98,11 @@ begin
             pg_catalog.array_agg(pg_catalog.int8range(i.lo, i.hi, '[]') order by i.lo) as ids,
             sum(i.n)::bigint as n, min(i.first_ts) as first_ts, max(i.last_ts) as last_ts,
             min(i.lo) as first_id, max(i.hi) as last_id,
-            pg_catalog.sha256(pg_catalog.string_agg(i.leaves, '\x'::bytea order by i.lo, i.leaves)) as inner_hash
+            pg_catalog.sha256(pg_catalog.string_agg(i.leaves, ''::bytea order by i.lo, i.leaves)) as inner_hash
         from (
             select g.rel, g.block, g.island, min(g.id) as lo, max(g.id) as hi,
                 pg_catalog.count(*) as n, min(g.ts) as first_ts, max(g.ts) as last_ts,
-                pg_catalog.string_agg(g.leaf, '\x'::bytea order by g.id, g.leaf) as leaves
+                pg_catalog.string_agg(g.leaf, ''::bytea order by g.id, g.leaf) as leaves
             from (
                 select c.rel, c.block, c.id, c.ts, c.leaf,
                     c.id - pg_catalog.row_number() over (

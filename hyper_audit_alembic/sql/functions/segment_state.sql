@@ -13,7 +13,7 @@ begin
     return query execute pg_catalog.replace($state$
         select pg_catalog.count(*),
             pg_catalog.sha256($2 || pg_catalog.sha256(coalesce(
-                pg_catalog.string_agg(x.leaf, '\x'::bytea order by x.id, x.leaf), '\x'::bytea)))
+                pg_catalog.string_agg(x.leaf, ''::bytea order by x.id, x.leaf), ''::bytea)))
         from (
             select r.id, pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
             from audit.seal_segment s

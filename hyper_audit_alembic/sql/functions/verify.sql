@@ -129,7 +129,7 @@ begin
     execute pg_catalog.replace($verify$
     with per_segment as (
         select p.owner, pg_catalog.count(*) as n,
-            pg_catalog.sha256(pg_catalog.string_agg(p.leaf, '\x'::bytea order by p.id, p.leaf)) as inner_hash,
+            pg_catalog.sha256(pg_catalog.string_agg(p.leaf, ''::bytea order by p.id, p.leaf)) as inner_hash,
             pg_catalog.count(*) filter (
                 where (p.id > $4 and p.ts >= $12) or p.transaction_id::text = any ($5)) as waiting,
             min(p.id) filter (
@@ -153,7 +153,7 @@ begin
     )
     select
         coalesce(pg_catalog.jsonb_object_agg(ps.owner, pg_catalog.jsonb_build_array(
-            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, '\x'::bytea) || ps.inner_hash), 'hex')
+            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, ''::bytea) || ps.inner_hash), 'hex')
         )) filter (where ps.owner is not null), '{}'),
         coalesce(sum(ps.waiting) filter (where ps.owner is null), 0),
         coalesce(sum(ps.n - ps.waiting) filter (where ps.owner is null), 0),
