@@ -106,6 +106,17 @@ def canonical_rows(db: Db) -> dict[int, list[bytes]]:
     return rows
 
 
+def canonical_texts(db: Db, ids: list[int]) -> list[str]:
+    """The canonical text of the audit rows with these ids, in id order."""
+    rows = canonical_rows(db)
+    return [text.decode("utf-8") for row_id in sorted(ids) for text in rows.get(row_id, ())]
+
+
+def segment_hash_of_texts(salt: bytes, texts: list[str]) -> str:
+    """A segment's hash (hex) from its rows' canonical texts, in id order."""
+    return segment_hash(salt, [leaf(text.encode("utf-8")) for text in texts]).hex()
+
+
 def leaf(canon: bytes) -> bytes:
     return hashlib.sha256(canon).digest()
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from audit_helpers import Db, apply_sql, connect, extra_database, record_id, run_online
+from compliance_reference import canonical_texts, segment_hash_of_texts
 from psycopg2 import sql as pgsql
 
 from hyper_audit_alembic.devtools.throwaway_postgres import ThrowawayPostgres
@@ -136,13 +137,7 @@ def traces(db: Db, needle: str) -> dict[str, int]:
 
 def canonical_text(db: Db, ids: Sequence[int]) -> list[str]:
     """The canonical text of audit rows (docs/compliance.md), read by the test itself."""
-    db.run("set TimeZone = 'UTC'")
-    try:
-        return [text for (text,) in db.rows(
-            "select (to_jsonb(r) - 'table_oid')::text from audit.record_version r"
-            " where r.id = any (%s) order by r.id", [list(ids)])]  # fmt: skip
-    finally:
-        db.run("reset TimeZone")
+    return canonical_texts(db, list(ids))
 
 
 def segment_ids(db: Db, segment: int) -> list[int]:
@@ -152,9 +147,8 @@ def segment_ids(db: Db, segment: int) -> list[int]:
 
 
 def segment_hash(salt: bytes, texts: Sequence[str]) -> str:
-    """sha256(salt || sha256(text) || ...), as an auditor's own tool computes it."""
-    leaves = b"".join(hashlib.sha256(text.encode()).digest() for text in texts)
-    return hashlib.sha256(salt + leaves).hexdigest()
+    """sha256(salt || sha256(sha256(text) || ...)), as an auditor's own tool computes it."""
+    return segment_hash_of_texts(salt, list(texts))
 
 
 def salt_of(db: Db, segment: int) -> bytes:
@@ -231,7 +225,7 @@ def test_redact_removes_the_columns_from_every_version_of_the_record_only(db: Db
         (1, "seal", "redacted", 5, "segment 1 redacted (see the redaction links)"),
         (2, "redaction", "redacted", 3,
          "3 rows of public.person redacted (email, phone): GDPR art. 17, request 2024-17"),
-        (None, "unsealed", "ok", 1, "1 rows not sealed yet"),
+        (None, "unsealed", "ok", 1, "1 row not sealed yet"),
     ]  # fmt: skip
 
     # Again: nothing left to erase; the request is recorded all the same (0 rows).
@@ -795,7 +789,7 @@ def test_redaction_inside_a_compressed_chunk_leaves_no_trace(
             (1, "seal", "redacted", 201, "segment 1 redacted (see the redaction links)"),
             (2, "redaction", "redacted", 2,
              "2 rows of public.person redacted (email, born): GDPR art. 17, request 2024-17"),
-            (None, "unsealed", "ok", 1, "1 rows not sealed yet"),
+            (None, "unsealed", "ok", 1, "1 row not sealed yet"),
         ]  # fmt: skip
         assert traces(db, EMAIL) == {}
         assert db.one("select count(*) from audit.record_version r where strpos(r::text, %s) > 0",

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from audit_helpers import Db, connect, run_online
+from compliance_reference import canonical_texts, segment_hash_of_texts
 
 #: What each role is granted (the documented grants; {role} is the role).
 GRANTS = {
@@ -293,17 +294,13 @@ def hostile_session(db_url: str, role: str) -> Db:
 
 
 def canonical_hash(db: Db, segment: int) -> str:
-    """sha256(salt || sha256(canonical text) || ...) of a segment, computed in Python from
-    the rows' canonical text read under the documented settings."""
-    db.run("set TimeZone = 'UTC'")
-    texts = [text for (text,) in db.rows(
-        "select (to_jsonb(r) - 'table_oid')::text from audit.seal_segment s,"
-        " unnest(s.ids) g, audit.record_version r"
-        " where s.segment_id = %s and r.id <@ g order by r.id", [segment])]  # fmt: skip
-    db.run("reset TimeZone")
+    """sha256(salt || sha256(sha256(canonical text) || ...)) of a segment, computed in
+    Python from the rows' canonical text read under the documented settings."""
+    ids = [i for (i,) in db.rows(
+        "select r.id from audit.seal_segment s, unnest(s.ids) g, audit.record_version r"
+        " where s.segment_id = %s and r.id <@ g", [segment])]  # fmt: skip
     salt = bytes(db.one("select salt from audit.seal_salt where segment_id = %s", [segment]))
-    leaves = b"".join(hashlib.sha256(text.encode()).digest() for text in texts)
-    return hashlib.sha256(salt + leaves).hexdigest()
+    return segment_hash_of_texts(salt, canonical_texts(db, ids))
 
 
 def chain_hashes(db: Db) -> list[tuple[int, bytes, bytes]]:

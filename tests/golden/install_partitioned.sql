@@ -2524,7 +2524,7 @@ begin
             nullif(pg_catalog.current_setting('role'), 'none'),
             session_user::text
         ),
-        link_body, '\x'::bytea
+        link_body, ''::bytea
     );
     chained := pg_catalog.sha256(
         coalesce(previous, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
@@ -2548,7 +2548,7 @@ begin
     return query execute pg_catalog.replace($state$
         select pg_catalog.count(*),
             pg_catalog.sha256($2 || pg_catalog.sha256(coalesce(
-                pg_catalog.string_agg(x.leaf, '\x'::bytea order by x.id, x.leaf), '\x'::bytea)))
+                pg_catalog.string_agg(x.leaf, ''::bytea order by x.id, x.leaf), ''::bytea)))
         from (
             select r.id, pg_catalog.sha256(pg_catalog.convert_to((CANONICAL_ROW)::text, 'UTF8')) as leaf
             from audit.seal_segment s
@@ -2641,11 +2641,11 @@ begin
             pg_catalog.array_agg(pg_catalog.int8range(i.lo, i.hi, '[]') order by i.lo) as ids,
             sum(i.n)::bigint as n, min(i.first_ts) as first_ts, max(i.last_ts) as last_ts,
             min(i.lo) as first_id, max(i.hi) as last_id,
-            pg_catalog.sha256(pg_catalog.string_agg(i.leaves, '\x'::bytea order by i.lo, i.leaves)) as inner_hash
+            pg_catalog.sha256(pg_catalog.string_agg(i.leaves, ''::bytea order by i.lo, i.leaves)) as inner_hash
         from (
             select g.rel, g.block, g.island, min(g.id) as lo, max(g.id) as hi,
                 pg_catalog.count(*) as n, min(g.ts) as first_ts, max(g.ts) as last_ts,
-                pg_catalog.string_agg(g.leaf, '\x'::bytea order by g.id, g.leaf) as leaves
+                pg_catalog.string_agg(g.leaf, ''::bytea order by g.id, g.leaf) as leaves
             from (
                 select c.rel, c.block, c.id, c.ts, c.leaf,
                     c.id - pg_catalog.row_number() over (
@@ -2833,7 +2833,7 @@ begin
     execute pg_catalog.replace($verify$
     with per_segment as (
         select p.owner, pg_catalog.count(*) as n,
-            pg_catalog.sha256(pg_catalog.string_agg(p.leaf, '\x'::bytea order by p.id, p.leaf)) as inner_hash,
+            pg_catalog.sha256(pg_catalog.string_agg(p.leaf, ''::bytea order by p.id, p.leaf)) as inner_hash,
             pg_catalog.count(*) filter (
                 where (p.id > $4 and p.ts >= $12) or p.transaction_id::text = any ($5)) as waiting,
             min(p.id) filter (
@@ -2857,7 +2857,7 @@ begin
     )
     select
         coalesce(pg_catalog.jsonb_object_agg(ps.owner, pg_catalog.jsonb_build_array(
-            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, '\x'::bytea) || ps.inner_hash), 'hex')
+            ps.n, pg_catalog.encode(pg_catalog.sha256(coalesce(st.salt, ''::bytea) || ps.inner_hash), 'hex')
         )) filter (where ps.owner is not null), '{}'),
         coalesce(sum(ps.waiting) filter (where ps.owner is null), 0),
         coalesce(sum(ps.n - ps.waiting) filter (where ps.owner is null), 0),
@@ -3043,6 +3043,7 @@ language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
 set TimeZone = 'UTC'
+set quote_all_identifiers = off
 set jit = off
 as $$
 declare
@@ -3051,8 +3052,9 @@ declare
     key_columns text[];
     record_key uuid;
     record_ids uuid[];
-    grown uuid[];
-    names text[];
+    version_ids bigint[];
+    changed_ids bigint[];
+    erased smallint[];
     missing text;
     changed bigint;
     audit_row bigint;
@@ -3060,9 +3062,17 @@ declare
     state record;
     new_salt bytea;
     changes jsonb := '[]';
+    context_text text;
     app_context jsonb;
+    rel_schema name;
+    rel_name name;
+    oids oid[];
+    old_oids oid[];
+    shared_oids oid[];
+    first_names text[];
 begin
-    select pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) into shown
+    select pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), n.nspname, c.relname
+    into shown, rel_schema, rel_name
     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where c.oid = target;
     if reason is null or pg_catalog.btrim(reason) = '' then
@@ -3070,6 +3080,39 @@ begin
             errcode = 'invalid_parameter_value',
             message = 'audit.redact(' || shown || '): say why (reason => ''...''): the REDACT '
                 || 'audit row records it';
+    end if;
+    -- Each statement below reads the rows as committed when it starts (READ COMMITTED),
+    -- after the chain's lock: with an older snapshot, rows of the record committed since
+    -- would keep their values, and the chain's last link would be read stale.
+    if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
+        raise exception using
+            errcode = 'invalid_transaction_state',
+            message = 'audit.redact(' || shown || '): run it in a READ COMMITTED transaction, '
+                || 'not ' || pg_catalog.current_setting('transaction_isolation') || ': rows '
+                || 'committed after this transaction''s snapshot would keep their values';
+    end if;
+    -- The application's context, merged into the REDACT row's: read (as text, never run)
+    -- before anything changes, so that a setting that is no JSON object stops the call
+    -- with a clear error instead of dropping it or failing at the end.
+    context_text := nullif(pg_catalog.current_setting('hyper_audit.context', true), '');
+    if context_text is not null then
+        begin
+            app_context := context_text::jsonb;
+        exception when invalid_text_representation then
+            raise exception using
+                errcode = 'invalid_parameter_value',
+                message = 'audit.redact(' || shown || '): the setting hyper_audit.context is '
+                    || 'not JSON; set it to a JSON object or leave it empty';
+        end;
+        if pg_catalog.jsonb_typeof(app_context) = 'null' then
+            app_context := null;
+        elsif pg_catalog.jsonb_typeof(app_context) <> 'object' then
+            raise exception using
+                errcode = 'invalid_parameter_value',
+                message = 'audit.redact(' || shown || '): the setting hyper_audit.context is a '
+                    || 'JSON ' || pg_catalog.jsonb_typeof(app_context) || ', not an object: the '
+                    || 'REDACT audit row''s context is that object with its "redaction" added';
+        end if;
     end if;
     key_columns := audit.primary_key_columns(target);
     if pg_catalog.cardinality(key_columns) = 0 then
@@ -3079,7 +3122,7 @@ begin
                 || 'audit rows have no record ids to find a record by';
     end if;
     if key is null or pg_catalog.jsonb_typeof(key) <> 'object'
-        or not key ?& key_columns
+        or not key operator(pg_catalog.?&) key_columns
         or exists (select from pg_catalog.unnest(key_columns) k where key -> k = 'null'::jsonb)
     then
         raise exception using
@@ -3089,17 +3132,27 @@ begin
                 || (select pg_catalog.jsonb_object_agg(k, 'value') from pg_catalog.unnest(key_columns) k)::text
                 || ', not ' || coalesce(key::text, 'null');
     end if;
+
+    -- Renames and drops made while the event trigger was not there are recorded now (as
+    -- enable_tracking would): the audit rows written before them use the older names.
+    if exists (select from audit.tracked_column t where t.table_oid = target) then
+        perform audit.record_column_changes(target);
+    end if;
     if columns is not null then
-        if pg_catalog.cardinality(columns) = 0 or array_position(columns, null) is not null then
+        if pg_catalog.cardinality(columns) = 0 or pg_catalog.array_position(columns, null) is not null then
             raise exception using
                 errcode = 'invalid_parameter_value',
                 message = 'audit.redact(' || shown || '): columns is a list of column names, '
                     || 'or null for the whole row';
         end if;
+        -- A name is a column of the table, or else a column dropped under that name.
         select c into missing from pg_catalog.unnest(columns) c
         where not exists (
             select from pg_catalog.pg_attribute a
             where a.attrelid = target and a.attnum > 0 and not a.attisdropped and a.attname = c
+        ) and not exists (
+            select from audit.column_change h
+            where h.table_oid = target and h.kind = 'drop' and h.old_name = c
         )
         limit 1;
         if missing is not null then
@@ -3108,37 +3161,150 @@ begin
                 message = 'audit.redact(' || shown || '): the table has no column '
                     || pg_catalog.quote_ident(missing) || ' (columns are named as in the table)';
         end if;
-        -- The names each column had before renames: its older audit rows use them.
-        names := array(
-            select distinct x from (
-                select c as x from pg_catalog.unnest(columns) c
-                union all
-                select h.old_name::text
-                from audit.column_change h
-                join pg_catalog.pg_attribute a on a.attrelid = h.table_oid and a.attnum = h.attnum
-                where h.table_oid = target and a.attname = any (columns)
-            ) y
+        erased := array(
+            select a.attnum from pg_catalog.pg_attribute a
+            where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+                and a.attname = any (columns)
+            union
+            select h.attnum from audit.column_change h
+            where h.table_oid = target and h.kind = 'drop' and h.old_name = any (columns)
+                and not exists (
+                    select from pg_catalog.pg_attribute a
+                    where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+                        and a.attname = h.old_name
+                )
+        );
+        -- Each erased column's name when the table's history (under this oid) begins: the
+        -- name its rows have under the table's older oids.
+        first_names := array(
+            select coalesce(
+                (select h.old_name::text from audit.column_change h
+                 where h.table_oid = target and h.attnum = x
+                 order by h.before_id, h.id limit 1),
+                (select a.attname::text from pg_catalog.pg_attribute a
+                 where a.attrelid = target and a.attnum = x))
+            from pg_catalog.unnest(erased) x
         );
     end if;
 
     link := audit.lock_seal_chain();
 
+    -- The oids the table's history is under: a pg_dump and restore (or any re-creation of
+    -- the table) gives it a new oid, and its older rows keep the old one. As history() finds
+    -- them: each oid of the audit table (one index probe per oid) whose first or last audit
+    -- row names the table as it is named now; an old oid that is now another relation's
+    -- counts only with its rows recorded under this table's name. The table's own rows
+    -- recorded under the name of another relation that exists now are that relation's
+    -- (an older table that had the same oid).
+    with recursive found (table_oid) as (
+        select min(r.table_oid) from audit.record_version r
+        union all
+        select (select min(r.table_oid) from audit.record_version r where r.table_oid > f.table_oid)
+        from found f
+        where f.table_oid is not null
+    ),
+    named as (
+        select f.table_oid,
+            exists (select from pg_catalog.pg_class c where c.oid = f.table_oid) as taken
+        from found f
+        cross join lateral (
+            select r.table_schema, r.table_name from audit.record_version r
+            where r.table_oid >= f.table_oid and r.table_oid <= f.table_oid
+            order by r.table_oid limit 1
+        ) first_row
+        cross join lateral (
+            select r.table_schema, r.table_name from audit.record_version r
+            where r.table_oid >= f.table_oid and r.table_oid <= f.table_oid
+            order by r.table_oid desc limit 1
+        ) last_row
+        where f.table_oid is not null and f.table_oid <> target
+            and ((first_row.table_schema = rel_schema and first_row.table_name = rel_name)
+                or (last_row.table_schema = rel_schema and last_row.table_name = rel_name))
+    )
+    select
+        array(select x.table_oid from named x where not x.taken order by x.table_oid),
+        array(select x.table_oid from named x where x.taken order by x.table_oid)
+    into old_oids, shared_oids;
+    oids := array[target::oid] || old_oids || shared_oids;
+
+    -- The record's versions. Every audit row under the key's record id (every record that
+    -- held the key), then each record followed through its key changes, in audit id order
+    -- (one row's changes are serialised by its lock, so ids give their order): from a row
+    -- where it left the key (an UPDATE to another key), the rows of the new key after it, up
+    -- to and including the row where it left that one (or its DELETE), and before the next
+    -- INSERT of that key; from a row where it arrived from another key, the rows of the old
+    -- key before it, back to the row where it arrived there (its INSERT or an UPDATE from a
+    -- third key) and after the last row where another record left it. A record that held
+    -- one of those keys at another time is not touched. Each task: a record id and the
+    -- audit ids (lo, hi), both excluded, of its rows taken.
     record_key := audit.to_record_id(target, key_columns, key);
-    record_ids := array[record_key];
-    loop
-        grown := array(
-            select distinct x from (
-                select v.record_id as x from audit.record_version v
-                where v.table_oid = target and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
-                union all
-                select v.old_record_id from audit.record_version v
-                where v.table_oid = target and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
-            ) y
-            where x is not null
-        );
-        exit when grown <@ record_ids;
-        record_ids := array(select distinct x from pg_catalog.unnest(record_ids || grown) x);
-    end loop;
+    with recursive task (rid, lo, hi) as (
+        select audit.to_record_id(o, key_columns, key), 0::bigint, 9223372036854775807::bigint
+        from pg_catalog.unnest(oids) o
+        union
+        select n.rid, b.lo, b.hi
+        from task t
+        join audit.record_version v
+            on v.table_oid = any (oids) and (v.record_id = t.rid or v.old_record_id = t.rid)
+            and v.id > t.lo and v.id < t.hi
+            and (v.table_oid = any (old_oids)
+                or (v.table_schema = rel_schema and v.table_name = rel_name)
+                or (v.table_oid = target and not exists (
+                    select from pg_catalog.pg_class c
+                    join pg_catalog.pg_namespace ns on ns.oid = c.relnamespace
+                    where ns.nspname = v.table_schema and c.relname = v.table_name)))
+        cross join lateral (
+            select v.record_id as rid, 1 as direction
+            where v.op::text = 'UPDATE' and v.old_record_id = t.rid and v.record_id <> t.rid
+            union all
+            select v.old_record_id, -1
+            where v.op::text = 'UPDATE' and v.record_id = t.rid and v.old_record_id <> t.rid
+        ) n
+        cross join lateral (
+            select
+                case when n.direction > 0 then v.id else greatest(
+                    (select max(w.id) - 1 from audit.record_version w
+                     where w.table_oid = any (oids) and w.record_id = n.rid and w.id < v.id
+                        and w.op::text in ('INSERT', 'UPDATE') and w.old_record_id is distinct from n.rid),
+                    (select max(w.id) from audit.record_version w
+                     where w.table_oid = any (oids) and w.old_record_id = n.rid and w.id < v.id
+                        and w.op::text in ('UPDATE', 'DELETE') and w.record_id is distinct from n.rid),
+                    0)
+                end as lo,
+                case when n.direction < 0 then v.id else least(
+                    (select min(w.id) + 1 from audit.record_version w
+                     where w.table_oid = any (oids) and w.old_record_id = n.rid and w.id > v.id
+                        and w.op::text in ('UPDATE', 'DELETE') and w.record_id is distinct from n.rid),
+                    (select min(w.id) from audit.record_version w
+                     where w.table_oid = any (oids) and w.record_id = n.rid and w.id > v.id
+                        and w.op::text in ('INSERT', 'UPDATE') and w.old_record_id is distinct from n.rid),
+                    9223372036854775807)
+                end as hi
+        ) b
+    ),
+    versions as (
+        select distinct v.id
+        from task t
+        join audit.record_version v
+            on v.table_oid = any (oids) and (v.record_id = t.rid or v.old_record_id = t.rid)
+            and v.id > t.lo and v.id < t.hi
+            and (v.table_oid = any (old_oids)
+                or (v.table_schema = rel_schema and v.table_name = rel_name)
+                or (v.table_oid = target and not exists (
+                    select from pg_catalog.pg_class c
+                    join pg_catalog.pg_namespace ns on ns.oid = c.relnamespace
+                    where ns.nspname = v.table_schema and c.relname = v.table_name)))
+        where v.op::text <> 'REDACT'
+    )
+    select array(select distinct t.rid from task t order by t.rid),
+        array(select x.id from versions x order by x.id)
+    into record_ids, version_ids;
+    if pg_catalog.cardinality(version_ids) = 0 then
+        raise exception using
+            errcode = 'no_data_found',
+            message = 'audit.redact(' || shown || '): no audit row has the record of key '
+                || key::text || '; nothing was redacted';
+    end if;
 
     -- The sealed segments holding these rows must verify before anything changes.
     for segment in
@@ -3154,8 +3320,9 @@ begin
         join audit.seal_segment s on s.first_ts <= v.ts and s.last_ts >= v.ts
         join pg_catalog.unnest(s.ids) g on g @> v.id
         left join audit.seal_salt st on st.segment_id = s.segment_id
-        where v.table_oid = target and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
-            and v.op::text <> 'REDACT'
+        where v.table_oid = any (oids)
+            and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
+            and v.id = any (version_ids)
         order by s.segment_id
     loop
         select * into state from audit.segment_state(segment.segment_id, segment.salt);
@@ -3169,53 +3336,131 @@ begin
                     || 'the redaction; nothing was redacted',
                 hint = 'Run audit.verify() (or hyper-audit-alembic verify) to see what changed.';
         end if;
-        changes := changes || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-            'segment', segment.segment_id, 'old_hash', segment.expected));
     end loop;
 
-    update audit.record_version v set
-        record = case
-            when v.record is null then null
-            when names is null then '{}'::jsonb
-            else v.record - names
-        end,
-        old_record = case
-            when v.old_record is null then null
-            when names is null then '{}'::jsonb
-            else v.old_record - names
-        end
-    where v.table_oid = target and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
-        and v.op::text <> 'REDACT';
-    get diagnostics changed = row_count;
-    if changed = 0 then
-        raise exception using
-            errcode = 'no_data_found',
-            message = 'audit.redact(' || shown || '): no audit row has the record of key '
-                || key::text || '; nothing was redacted';
-    end if;
+    -- The names each erased column had when each row was written: spans of audit ids
+    -- (after_id, upto] per column and name (audit.column_change: rows up to before_id use
+    -- old_name). A key of a row is the column whose span of that name holds the row; of
+    -- two (a column dropped or renamed, then another one taking its name), the one whose
+    -- span ends first: the older column's. A key no span holds was written after a change
+    -- seen late (without the event trigger a change is dated when enable_tracking or
+    -- redact sees it): it is the column that had the name next. Under an older oid (before
+    -- a dump and restore) the columns are those last seen there (audit.tracked_column), and
+    -- an erased column is the one with the name it had when this oid's history began (any
+    -- key of that name, where nothing was seen).
+    with spans as materialized (
+        select x.rel, x.attnum, x.name, x.after_id, x.upto,
+            case when x.rel = target then x.attnum = any (erased) else exists (
+                -- a column of an older oid: erased if it had, when last seen, the name an
+                -- erased column has at the start of this oid's history
+                select from audit.tracked_column t
+                where t.table_oid = x.rel and t.attnum = x.attnum and t.name = any (first_names)
+            ) or exists (
+                select from audit.column_change h
+                where h.table_oid = x.rel and h.attnum = x.attnum and h.kind = 'drop'
+                    and h.old_name = any (first_names)
+            ) end as gone
+        from (
+            select h.table_oid as rel, h.attnum, h.old_name::text as name,
+                pg_catalog.lag(h.before_id) over (
+                    partition by h.table_oid, h.attnum order by h.before_id, h.id) as after_id,
+                h.before_id as upto
+            from audit.column_change h
+            where h.table_oid = any (oids)
+            union all
+            select target, a.attnum, a.attname::text,
+                (select max(h.before_id) from audit.column_change h
+                 where h.table_oid = target and h.attnum = a.attnum),
+                null
+            from pg_catalog.pg_attribute a
+            where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+            union all
+            select t.table_oid, t.attnum, t.name::text,
+                (select max(h.before_id) from audit.column_change h
+                 where h.table_oid = t.table_oid and h.attnum = t.attnum),
+                null
+            from audit.tracked_column t
+            where t.table_oid = any (old_oids || shared_oids)
+        ) x
+    ),
+    erased_images as (
+        select v.id, v.ts,
+            case
+                when v.record is null then null
+                when erased is null then '{}'::jsonb
+                else v.record operator(pg_catalog.-) array(
+                    select e.key from pg_catalog.jsonb_object_keys(v.record) e (key)
+                    where coalesce((
+                        select sp.gone from spans sp
+                        where sp.rel = v.table_oid and sp.name = e.key
+                            and (sp.upto is null or v.id <= sp.upto)
+                        order by sp.after_id is not null and v.id <= sp.after_id,
+                            sp.upto nulls last, sp.after_id
+                        limit 1
+                    ), v.table_oid <> target and e.key = any (first_names)))
+            end as record,
+            case
+                when v.old_record is null then null
+                when erased is null then '{}'::jsonb
+                else v.old_record operator(pg_catalog.-) array(
+                    select e.key from pg_catalog.jsonb_object_keys(v.old_record) e (key)
+                    where coalesce((
+                        select sp.gone from spans sp
+                        where sp.rel = v.table_oid and sp.name = e.key
+                            and (sp.upto is null or v.id <= sp.upto)
+                        order by sp.after_id is not null and v.id <= sp.after_id,
+                            sp.upto nulls last, sp.after_id
+                        limit 1
+                    ), v.table_oid <> target and e.key = any (first_names)))
+            end as old_record
+        from audit.record_version v
+        where v.table_oid = any (oids)
+            and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
+            and v.id = any (version_ids)
+    ),
+    done as (
+        update audit.record_version v set record = x.record, old_record = x.old_record
+        from erased_images x
+        where v.table_oid = any (oids)
+            and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
+            and v.id = x.id and v.ts = x.ts
+            and (v.record is distinct from x.record or v.old_record is distinct from x.old_record)
+        returning v.id
+    )
+    select array(select d.id from done d order by d.id) into changed_ids;
+    changed := pg_catalog.cardinality(changed_ids);
 
-    -- Rehash each changed segment under a new salt; the old salt goes.
-    for segment in select (e.value ->> 'segment')::bigint as segment_id, e.value ->> 'old_hash' as old_hash
-        from pg_catalog.jsonb_array_elements(changes) e
+    -- Rehash each segment whose rows changed under a new salt; the old salt goes.
+    for segment in
+        select distinct s.segment_id,
+            coalesce((
+                select e.value ->> 'new_hash'
+                from audit.seal_log r, pg_catalog.jsonb_array_elements(r.body -> 'segments') e
+                where r.kind = 'redaction' and e.value ->> 'segment' = s.segment_id::text
+                order by r.link_id desc limit 1
+            ), pg_catalog.encode(s.hash, 'hex')) as old_hash
+        from audit.record_version v
+        join audit.seal_segment s on s.first_ts <= v.ts and s.last_ts >= v.ts
+        join pg_catalog.unnest(s.ids) g on g @> v.id
+        where v.table_oid = any (oids)
+            and (v.record_id = any (record_ids) or v.old_record_id = any (record_ids))
+            and v.id = any (changed_ids)
+        order by s.segment_id
     loop
         new_salt := pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
             || pg_catalog.uuid_send(pg_catalog.gen_random_uuid());
         select * into state from audit.segment_state(segment.segment_id, new_salt);
         update audit.seal_salt st set salt = new_salt where st.segment_id = segment.segment_id;
-        changes := (
-            select pg_catalog.jsonb_agg(case
-                when (e.value ->> 'segment')::bigint = segment.segment_id
-                then e.value || pg_catalog.jsonb_build_object('new_hash', pg_catalog.encode(state.hash, 'hex'))
-                else e.value end order by e.ordinality)
-            from pg_catalog.jsonb_array_elements(changes) with ordinality e
-        );
+        changes := changes || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'segment', segment.segment_id,
+            'old_hash', segment.old_hash,
+            'new_hash', pg_catalog.encode(state.hash, 'hex')));
     end loop;
 
-    app_context := nullif(pg_catalog.current_setting('hyper_audit.context', true), '')::jsonb;
     insert into audit.record_version (record_id, op, table_oid, table_schema, table_name, context)
     select record_key, 'REDACT'::audit.operation, target, n.nspname, c.relname,
-        case when pg_catalog.jsonb_typeof(app_context) = 'object' then app_context else '{}'::jsonb end
-        || pg_catalog.jsonb_build_object('redaction', pg_catalog.jsonb_build_object(
+        coalesce(app_context, '{}'::jsonb)
+        operator(pg_catalog.||) pg_catalog.jsonb_build_object('redaction', pg_catalog.jsonb_build_object(
             'columns', pg_catalog.to_jsonb(columns), 'reason', reason, 'link', link, 'rows', changed))
     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where c.oid = target
@@ -3224,7 +3469,7 @@ begin
     perform audit.append_seal_link(link, 'redaction', pg_catalog.jsonb_build_object(
         'table', shown,
         'record_ids', (select pg_catalog.jsonb_agg(x::text order by x::text) from pg_catalog.unnest(record_ids) x),
-        'columns', pg_catalog.to_jsonb(names),
+        'columns', pg_catalog.to_jsonb(columns),
         'reason', reason,
         'rows', changed,
         'audit_row', audit_row,
