@@ -674,6 +674,7 @@ def test_the_version_helpers() -> None:
     assert sql.upgrade_statements(2, 2) == sql.downgrade_statements(1, 1) == []
     assert sql.downgrade_statements(5, 1) == [
         guard("downgrade", 4, 5), *sql.statements("steps/5.down"),
+        *sql.statements("retention_to_policy"),
         guard("downgrade", 3, 4), *sql.statements("steps/4.down"),
         guard("downgrade", 2, 3), *sql.statements("steps/3.down"),
         guard("downgrade", 1, 2), *sql.statements("steps/2.down"),

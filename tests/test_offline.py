@@ -212,11 +212,13 @@ def test_offline_uninstall_text() -> None:
         return f"BEGIN;\n\n{body}COMMIT;\n\n"
 
     assert offline_sql(lambda op: op.uninstall_audit()) == text(
-        "refuse_if_history", "remove_functions", "drop_history"
+        "refuse_if_history", "retention_to_policy", "remove_functions", "drop_history"
     )
-    assert offline_sql(lambda op: op.uninstall_audit(keep_history=True)) == text("remove_functions")
+    assert offline_sql(lambda op: op.uninstall_audit(keep_history=True)) == text(
+        "retention_to_policy", "remove_functions"
+    )
     assert offline_sql(lambda op: op.uninstall_audit(drop_history=True)) == text(
-        "remove_functions", "drop_history"
+        "retention_to_policy", "remove_functions", "drop_history"
     )
 
 

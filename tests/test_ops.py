@@ -375,6 +375,7 @@ def test_sql_files_are_known() -> None:
         "released/3",
         "released/4",
         "remove_functions",
+        "retention_to_policy",
         "snapshot_table",
         "steps/1",
         "steps/2",

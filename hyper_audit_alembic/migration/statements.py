@@ -65,7 +65,7 @@ def uninstall_statements(keep_history: bool, drop_history: bool) -> list[str]:
     """op.uninstall_audit(): refuse if history exists (unless told what to do with it),
     remove the functions, drop the history unless it is kept."""
     steps = [] if keep_history or drop_history else ["refuse_if_history"]
-    steps.append("remove_functions")
+    steps += ["retention_to_policy", "remove_functions"]
     if not keep_history:
         steps.append("drop_history")
     return [statement for step in steps for statement in sql.statements(step)]

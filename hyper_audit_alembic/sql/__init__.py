@@ -192,8 +192,14 @@ def _down_steps(from_version: int, to_version: int) -> list[str]:
         for statement in (
             _guard("downgrade", version - 1, version),
             *statements(f"steps/{version}.down"),
+            *(each for name in _AFTER_DOWN_STEP.get(version, ()) for each in statements(name)),
         )
     ]
+
+
+#: What a downgrade step needs run after it, from a file another operation shares: version
+#: 5's retention job back to TimescaleDB's policy (uninstall_audit runs it too).
+_AFTER_DOWN_STEP: dict[int, tuple[str, ...]] = {5: ("retention_to_policy",)}
 
 
 def _guard(direction: str, target: int, expected: int) -> str:

@@ -40,46 +40,8 @@ alter table audit.record_version
     add constraint record_version_record_id_when_new
         check ((op in ('INSERT', 'UPDATE') or op::text = 'SNAPSHOT') = (record_id is not null));
 
--- The job of audit.apply_retention() (the audit hypertable's retention, TimescaleDB) becomes
--- TimescaleDB's retention policy again, with the same drop_after, schedule and state, as
--- before audit schema version 5: the function goes, the retention asked for stays. (The
--- same block is in remove_functions.sql.)
-do $$
-declare
-    timescale_schema name;
-    job record;
-begin
-    select n.nspname into timescale_schema
-    from pg_catalog.pg_extension e
-    join pg_catalog.pg_namespace n on n.oid = e.extnamespace
-    where e.extname = 'timescaledb';
-    if timescale_schema is null
-        or pg_catalog.to_regprocedure('audit.apply_retention(integer, jsonb)') is null
-    then
-        return;
-    end if;
-    for job in
-        select j.job_id, j.schedule_interval, j.scheduled, j.config ->> 'drop_after' as drop_after
-        from timescaledb_information.jobs j
-        where j.proc_schema = 'audit' and j.proc_name = 'apply_retention'
-    loop
-        execute 'select ' || pg_catalog.quote_ident(timescale_schema) || '.delete_job($1)'
-            using job.job_id;
-        if exists (
-            select from timescaledb_information.hypertables h
-            where h.hypertable_schema = 'audit' and h.hypertable_name = 'record_version'
-        ) then
-            execute 'select ' || pg_catalog.quote_ident(timescale_schema)
-                || '.alter_job(' || pg_catalog.quote_ident(timescale_schema)
-                || '.add_retention_policy(''audit.record_version'', drop_after => $1::interval, '
-                || 'schedule_interval => $2), scheduled => $3)'
-                using job.drop_after, job.schedule_interval, job.scheduled;
-        end if;
-    end loop;
-end
-$$;
-
-drop function if exists audit.apply_retention(integer, jsonb);
+-- The audit hypertable's retention job goes back to a TimescaleDB policy after this step
+-- (retention_to_policy.sql, which sql.downgrade_statements() runs after it).
 
 -- Functions version 5 added (released/4.sql restores version 4's own).
 drop function if exists audit.note_expiry(regclass);
