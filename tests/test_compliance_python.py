@@ -232,10 +232,10 @@ def test_a_row_forged_between_sealed_ids_is_added(db: Db, engine: sa.Engine) -> 
     assert report.first_failure == VerifyFailure(
         None,
         "unsealed",
-        "1 row in no seal where a seal covers their ids (added; the first has id 2)",
+        "1 row in no seal that a seal should have covered (added; the first has id 2)",
     )
     assert report.summary() == (
-        "FAILED: audit rows in no seal: 1 row in no seal where a seal covers their ids "
+        "FAILED: audit rows in no seal: 1 row in no seal that a seal should have covered "
         "(added; the first has id 2)"
     )
 

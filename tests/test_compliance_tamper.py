@@ -129,7 +129,7 @@ TAMPERS: dict[str, tuple[str, list[tuple[Any, ...]]]] = {
         """ '{"id": 6, "v": "forged"}' from audit.record_version where id = 7""",
         [LINK_1_OK, LINK_2_OK, LINK_3_OK,
          (None, "unsealed", "failed", 1,
-          "1 row in no seal where a seal covers their ids (added; the first has id 8)")],
+          "1 row in no seal that a seal should have covered (added; the first has id 8)")],
     ),
     "insert a forged row between two seals": (
         "insert into audit.record_version (id, record_id, op, table_oid, table_schema,"
@@ -137,7 +137,19 @@ TAMPERS: dict[str, tuple[str, list[tuple[Any, ...]]]] = {
         """ '{"id": 6, "v": "forged"}' from audit.record_version where id = 7""",
         [LINK_1_OK, LINK_2_OK, LINK_3_OK,
          (None, "unsealed", "failed", 1,
-          "1 row in no seal where a seal covers their ids (added; the first has id 6)")],
+          "1 row in no seal that a seal should have covered (added; the first has id 6)")],
+    ),
+    # Above every sealed id, but dated before the last seal began: the next seal would
+    # never take it (its rows begin at the last seal's floor), so it is not "not sealed
+    # yet" but added.
+    "insert a forged row above the sealed ids, dated before the last seal": (
+        "insert into audit.record_version (id, record_id, op, ts, table_oid, table_schema,"
+        " table_name, record) select 100, record_id, op, ts - interval '1 day', table_oid,"
+        """ table_schema, table_name, '{"id": 1, "v": "forged"}' from audit.record_version"""
+        " where id = 1",
+        [LINK_1_OK, LINK_2_OK, LINK_3_OK,
+         (None, "unsealed", "failed", 1,
+          "1 row in no seal that a seal should have covered (added; the first has id 100)")],
     ),
     "swap the ids of two rows of a segment": (
         "update audit.record_version set id = -2 where id = 2;"
@@ -198,7 +210,7 @@ TAMPERS: dict[str, tuple[str, list[tuple[Any, ...]]]] = {
          (2, None, "failed", 0, "link 2 is missing from the seal log"),
          (3, "seal", "failed", 2, "link 3 cannot be checked: the link before it is missing"),
          (None, "unsealed", "failed", 3,
-          "3 rows in no seal where a seal covers their ids (added; the first has id 7)")],
+          "3 rows in no seal that a seal should have covered (added; the first has id 7)")],
     ),
     "delete the last link, leaving its segments": (
         "delete from audit.seal_log where link_id = 3",

@@ -293,7 +293,7 @@ begin
         if added > 0 then
             return query select null::bigint, 'unsealed'::text, 'failed'::text, added,
                 null::bytea, added || case when added = 1 then ' row' else ' rows' end
-                    || ' in no seal where a seal covers their ids '
+                    || ' in no seal that a seal should have covered '
                     || '(added; the first has id ' || first_added || ')';
         else
             return query select null::bigint, 'unsealed'::text, 'ok'::text, waiting,
