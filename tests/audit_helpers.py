@@ -423,6 +423,7 @@ RELEASED_SHA256 = {
     2: "0fd968256e7f71bead2c83ea0c05b5bddfe4247e004257bc2346fdddfb954f95",
     3: "a1020acabe6f0e3db72e40b7a8ba5b5fc3f7c824640dbd6dc67fd817cc6f9b1c",
     4: "7def17e990558c80aa2b0eb8e3aff1c63c0a0a9cfb836962dd67f1792f60ec15",
+    5: "8d962b4920e196c581c9d040acaa10431dd104495f31e0619d51c87e7f58ccd2",
 }
 
 #: The functions of Supabase's auth schema that the audit table's auth columns call.
