@@ -57,6 +57,12 @@ SCRIPTS: dict[str, Callable[[], str]] = {
     "downgrade_4_to_3": lambda: offline_sql(
         lambda op: op.downgrade_audit(from_version=4, to_version=3)
     ),
+    "upgrade_5_to_6": lambda: offline_sql(
+        lambda op: op.upgrade_audit(from_version=5, to_version=6)
+    ),
+    "downgrade_6_to_5": lambda: offline_sql(
+        lambda op: op.downgrade_audit(from_version=6, to_version=5)
+    ),
     "set_audit_partitioning": lambda: offline_sql(
         lambda op: op.set_audit_partitioning(premake=5, retention=None)
     ),

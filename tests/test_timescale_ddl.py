@@ -26,7 +26,7 @@ PLAIN_INDEXES = [
     " (old_record_id) WHERE (old_record_id IS NOT NULL)",
     "CREATE INDEX record_version_record_id ON audit.record_version USING btree"
     " (record_id) WHERE (record_id IS NOT NULL)",
-    "CREATE INDEX record_version_table_oid ON audit.record_version USING btree (table_oid)",
+    "CREATE INDEX record_version_table_oid ON audit.record_version USING btree (table_oid, ts)",
     TRANSACTION_ID_INDEX,
     "CREATE INDEX record_version_ts ON audit.record_version USING brin (ts)",
     "CREATE UNIQUE INDEX record_version_pkey ON audit.record_version USING btree (id)",

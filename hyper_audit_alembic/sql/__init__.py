@@ -36,7 +36,7 @@ from sqlparse.sql import Token
 from ..sqltext import string_literal
 
 #: The audit schema version this release installs (the last of ``steps/``).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: The versions whose SQL is frozen in ``released/``: installs of them exist. The current
 #: version may be one ahead while it is being developed (it is frozen when released).

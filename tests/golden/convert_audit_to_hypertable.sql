@@ -320,8 +320,9 @@ begin
             on audit.record_version (old_record_id) where old_record_id is not null;
         create index if not exists record_version_ts
             on audit.record_version using brin (ts);
+        -- (table_oid, ts) since version 6: one table's history over a time window.
         create index if not exists record_version_table_oid
-            on audit.record_version (table_oid);
+            on audit.record_version (table_oid, ts);
     end if;
 end
 $$;

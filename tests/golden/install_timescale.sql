@@ -747,6 +747,26 @@ delete from audit.schema_version;
 insert into audit.schema_version (version) values (5);
 
 do $$
+begin
+    if exists (
+        select from pg_catalog.pg_index i
+        where i.indexrelid = pg_catalog.to_regclass('audit.record_version_table_oid')
+            and i.indnatts = 1
+    ) then
+        -- On a partitioned audit table this makes the index of every partition too.
+        create index if not exists record_version_table_oid_ts
+            on audit.record_version (table_oid, ts);
+        drop index audit.record_version_table_oid;
+        alter index audit.record_version_table_oid_ts rename to record_version_table_oid;
+    end if;
+end
+$$;
+
+delete from audit.schema_version;
+
+insert into audit.schema_version (version) values (6);
+
+do $$
 declare
     timescale_schema name;
 begin
@@ -795,8 +815,9 @@ begin
             on audit.record_version (old_record_id) where old_record_id is not null;
         create index if not exists record_version_ts
             on audit.record_version using brin (ts);
+        -- (table_oid, ts) since version 6: one table's history over a time window.
         create index if not exists record_version_table_oid
-            on audit.record_version (table_oid);
+            on audit.record_version (table_oid, ts);
     end if;
 end
 $$;
