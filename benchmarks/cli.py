@@ -30,6 +30,7 @@ from benchmarks.workloads import (
     bulk,
     column_history,
     history,
+    indexes,
     pgbench,
     seal,
     snapshot,
@@ -48,6 +49,7 @@ WORKLOADS: tuple[Workload, ...] = (
     column_history.WORKLOAD,
     column_history.WORKLOAD_10M,
     seal.WORKLOAD,
+    indexes.WORKLOAD,
 )
 
 
