@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -83,8 +82,11 @@ class Query:
 def queries(total: int) -> dict[str, Query]:
     small = f"({BUSY_OID} + 1 + floor(random() * 999))::bigint::text::oid"
     return {
-        "id": Query("one audit row by id", "select * from public.audit_copy where id = $1",
-                    f"(1 + floor(random() * {total}))::bigint"),
+        "id": Query(
+            "one audit row by id",
+            "select * from public.audit_copy where id = $1",
+            f"(1 + floor(random() * {total}))::bigint",
+        ),
         "transaction": Query(
             "one transaction's rows",
             "select * from public.audit_copy where transaction_id = $1",
@@ -118,8 +120,10 @@ def queries(total: int) -> dict[str, Query]:
 
 #: name -> (its definition, the queries it is for); "no index" answers every query.
 CANDIDATES: dict[str, tuple[str | None, tuple[str, ...]]] = {
-    "no index (ts BRIN only)": (None, ("id", "transaction", "small_newest", "small_all", "busy_hour")),
-    "btree (id): the primary key": ("create unique index candidate on public.audit_copy (id)", ("id",)),
+    "no index (ts BRIN only)": (
+        None, ("id", "transaction", "small_newest", "small_all", "busy_hour")),
+    "btree (id): the primary key": (
+        "create unique index candidate on public.audit_copy (id)", ("id",)),
     "brin (id)": ("create index candidate on public.audit_copy using brin (id)", ("id",)),
     "btree (record_id), partial: record history": (
         "create index candidate on public.audit_copy (record_id) where record_id is not null", ()),
@@ -181,8 +185,11 @@ def bench(run: Run) -> None:
     recreate_database(run.server, INDEX_DB)
     with contextlib.closing(connect(run.server, INDEX_DB)) as conn:
         install_ours(conn)
-        execute(conn, "create table public.audit_copy (like audit.record_version"
-                      " including defaults including constraints)")
+        execute(
+            conn,
+            "create table public.audit_copy (like audit.record_version"
+            " including defaults including constraints)",
+        )
         started = time.perf_counter()
         execute(conn, fill_sql(1, total, total))
         execute(conn, "create index audit_copy_ts on public.audit_copy using brin (ts)")
