@@ -167,6 +167,7 @@ class CodeVersion:
 
     label: str
     source: Path  # the folder holding its hyper_audit_alembic package
+    commit: str = ""  # a baseline's abbreviated hash and subject
 
 
 def baseline_version(ref: str, workdir: Path) -> CodeVersion:
@@ -191,7 +192,7 @@ def baseline_version(ref: str, workdir: Path) -> CodeVersion:
         text=True,
     ).stdout.strip()
     log(f"  baseline {ref}: {commit}")
-    return CodeVersion(ref, target)
+    return CodeVersion(ref, target, commit)
 
 
 def install_statements(version: CodeVersion, layout: str) -> list[str]:
@@ -731,6 +732,8 @@ def measure(run: Run) -> None:
         versions.append(baseline_version(baseline, run.workdir))
     results = run.results
     results.notes["growth_versions"] = " / ".join(v.label for v in versions)
+    if baseline:
+        results.notes["growth_baseline_commit"] = versions[-1].commit
     results.notes["growth_settings"] = server_settings(run.server)
     with contextlib.closing(connect(run.server, "postgres")) as conn:
         today = scalar(
@@ -871,14 +874,21 @@ def notes(results: Results) -> list[str]:
         f"{ROWS_PER_DAY:,} audit rows a day ending just before today (UTC; today's "
         "partition or chunk starts empty), 1,000 table oids, 5 versions per record within "
         "a day, uuid v5 record ids in random order, jsonb rows of the bench table's size; "
-        "written by one INSERT ... SELECT (no trigger), then VACUUM ANALYZE and CHECKPOINT. "
+        "written by one INSERT ... SELECT (no trigger), then VACUUM ANALYZE and CHECKPOINT; "
+        f"then the plain table's fillfactor is set to {PLAIN_FILLFACTOR}, so that the "
+        "measured rows are appended as in a table written row by row, instead of filling "
+        "the space the VACUUM found left at the end of every page of the bulk-loaded fill "
+        "(one full-page image per row). "
         "In the same database, public.bench (tracked) and public.bench_twin (untracked): "
         "pgbench, 1 client, single-row INSERT and UPDATE by key (100,000 rows), a "
         "CHECKPOINT before each run. Ratios: tracked tps / twin tps (higher is better), "
         f"bulk: time of one INSERT ... SELECT of {BULK_ROWS:,} rows, tracked / twin "
         "(lower is better); medians of the per-repetition ratios. WAL and FPI per tx: "
         "pg_stat_wal's wal_bytes and wal_fpi over the run (cluster-wide; nothing else "
-        "runs) / transactions processed, the twin's in parentheses. History: client round "
+        "runs) / transactions processed, the twin's in parentheses; they include the bench "
+        "table's own: the first UPDATE of each of its pages after the checkpoint writes an "
+        "image, so per transaction they shrink as a run gets longer (compare rows of one "
+        "run). History: client round "
         "trip of a prepared `where record_id = $1 or old_record_id = $1 order by ts, id` "
         f"(and with `ts >= $2 and ts < $3`, the record's day), median over {HISTORY_SAMPLES} "
         "random records of the fill, every result checked; none at size 0. What a "
@@ -901,8 +911,9 @@ def notes(results: Results) -> list[str]:
     versions = results.notes.get("growth_versions")
     if versions and " / " in versions:
         found.append(
-            f"Code versions (growth): {versions} — the audit install of each, as "
-            "op.install_audit(...) runs it, in a database of its own."
+            f"Code versions (growth): {versions} "
+            f"({results.notes.get('growth_baseline_commit', '')}) — the audit install of "
+            "each, as op.install_audit(...) runs it, in a database of its own."
         )
     if "growth_hypertable_skipped" in results.notes:
         found.append(
