@@ -35,6 +35,7 @@ right after it, so the history keeps the size its row names.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import json
 import os
@@ -49,7 +50,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psycopg2  # type: ignore[import-untyped]
 
@@ -222,7 +222,7 @@ class GrowthDb:
     layout: str
     dbname: str
     conn: Connection
-    today: Any  # datetime: midnight UTC of the day the part started; the fill ends there
+    today: dt.datetime  # midnight UTC of the day the part started; the fill ends there
     size: int = 0  # audit rows of the fill
     fill_max_id: int = 0
     bench_oid: int = 0
@@ -240,7 +240,7 @@ def setup_db(
     layout: str,
     version: CodeVersion,
     dbname: str,
-    today: Any,
+    today: dt.datetime,
 ) -> GrowthDb:
     """A database with the version's audit in the layout, the tracked table and its twin."""
     recreate_database(server, dbname)
@@ -273,6 +273,8 @@ def setup_db(
     )
     if layout == "partitioned":
         ensure_partitions(db, 0)
+    if layout == "plain":  # as after a fill (see grow()), so that every size compares
+        execute(conn, f"alter table audit.record_version set (fillfactor = {PLAIN_FILLFACTOR})")
     # The install records what it should: one audit row per change, of its op, only for
     # the tracked table.
     for table in TABLES_MEASURED:
@@ -540,6 +542,7 @@ def measure_pgbench(
     with session_options(options):
         done = run_pgbench(server, db.dbname, db.scripts[f"{script}_{table}"], 1, run.duration)
     wait_for_other_sessions(conn, db.dbname)
+    time.sleep(0.1)  # (an exiting session flushes its counts as it leaves)
     bytes_after, fpi_after = wal_counters(conn)
     label = f"{db.label}, {db.size:,} audit rows, {prefix}{script}, public.{table}"
     rows = int(scalar(conn, f"select count(*) from public.{table}"))
@@ -580,6 +583,12 @@ def measure_bulk(run: Run, db: GrowthDb, table: str) -> str:
     return f"{variant} {elapsed:.3f} s, {(bytes_after - bytes_before) / 1e6:.0f} MB"
 
 
+def day_window(db: GrowthDb, day: int) -> tuple[dt.datetime, dt.datetime]:
+    """[lower, upper) of day `day` before today (0: yesterday): the fill's rows of that day."""
+    upper = db.today - dt.timedelta(days=day)
+    return upper - dt.timedelta(days=1), upper
+
+
 def measure_history(run: Run, db: GrowthDb, rng: random.Random) -> None:
     """The history of HISTORY_SAMPLES random records of the fill, without and with a ts range."""
     conn = db.conn
@@ -587,11 +596,7 @@ def measure_history(run: Run, db: GrowthDb, rng: random.Random) -> None:
     execute(conn, f"prepare history(uuid) as {HISTORY_QUERY}")
     execute(conn, f"prepare history_range(uuid, timestamptz, timestamptz) as {HISTORY_RANGE_QUERY}")
     probe, day, _ = record_of(db.size // 2)
-    window = execute(
-        conn,
-        "select %s - make_interval(days => %s), %s - make_interval(days => %s)",
-        (db.today, day + 1, db.today, day),
-    )[0]
+    window = day_window(db, day)
     for _ in range(6):  # generic plans after five runs
         execute(conn, "execute history(%s)", (probe,))
         execute(conn, "execute history_range(%s, %s, %s)", (probe, *window))
@@ -607,11 +612,7 @@ def measure_history(run: Run, db: GrowthDb, rng: random.Random) -> None:
         for _ in range(HISTORY_SAMPLES):
             rid, day, number = record_of(rng.randrange(db.size))
             expected = versions_in_fill(day, number, db.size)
-            lower, upper = execute(
-                conn,
-                "select %s - make_interval(days => %s), %s - make_interval(days => %s)",
-                (db.today, day + 1, db.today, day),
-            )[0]
+            lower, upper = day_window(db, day)
             for name, args in (("history", (rid,)), ("history_range", (rid, lower, upper))):
                 marks = ", ".join(["%s"] * len(args))
                 with conn.cursor() as cur:
@@ -650,7 +651,7 @@ def bench_layout(
     layout: str,
     versions: list[CodeVersion],
     sizes: tuple[int, ...],
-    today: Any,
+    today: dt.datetime,
 ) -> None:
     dbs: list[GrowthDb] = []
     try:
