@@ -29,6 +29,7 @@ from benchmarks.workloads import (
     breakdown,
     bulk,
     column_history,
+    growth,
     history,
     indexes,
     pgbench,
@@ -37,6 +38,11 @@ from benchmarks.workloads import (
 )
 
 RESULTS_MD = Path(__file__).resolve().parent / "results.md"
+#: The growth part's own results file: `--only growth` alone writes it (not results.md,
+#: whose every table the performance page places), docs/layouts-and-scaling.md shows it.
+RESULTS_GROWTH_MD = RESULTS_MD.with_name("results-growth.md")
+#: The parts of the growth study: run alone (one or both), they write RESULTS_GROWTH_MD.
+GROWTH_PARTS = frozenset({"growth", "indexes"})
 
 #: Every part, in the order it runs and its rows appear in the report.
 WORKLOADS: tuple[Workload, ...] = (
@@ -49,8 +55,17 @@ WORKLOADS: tuple[Workload, ...] = (
     column_history.WORKLOAD,
     column_history.WORKLOAD_10M,
     seal.WORKLOAD,
+    growth.WORKLOAD,
     indexes.WORKLOAD,
 )
+
+
+def growth_sizes(text: str) -> tuple[int, ...]:
+    """--growth-rows: ``0,2M,10M,50M`` as row counts (argparse reports a bad one)."""
+    try:
+        return growth.parse_sizes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def default_parts() -> str:
@@ -81,10 +96,37 @@ def parse_args(argv: list[str], prog: str | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--output",
         type=Path,
-        default=RESULTS_MD,
-        help=f"where the Markdown report goes (default {RESULTS_MD.name})",
+        help=f"where the Markdown report goes (default {RESULTS_MD.name}; "
+        f"{RESULTS_GROWTH_MD.name} for --only growth / --only indexes alone)",
+    )
+    parser.add_argument(
+        "--growth-rows",
+        type=growth_sizes,
+        metavar="ROWS,ROWS,...",
+        help="growth part: the history sizes, in audit rows, k and M suffixes allowed "
+        "(default 0,2M,10M)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="growth part: also measure the audit SQL of this git commit (e.g. 73c1095), "
+        "side by side with the working tree's (about twice the run time)",
     )
     options = parser.parse_args(argv)
+    growth_alone = bool(options.only) and set(options.only) <= GROWTH_PARTS
+    if options.output is None:
+        if options.only and GROWTH_PARTS & set(options.only) and not growth_alone:
+            parser.error(
+                f"the growth part writes its own results file ({RESULTS_GROWTH_MD.name}): "
+                "run it alone (--only growth, --only indexes) or give --output"
+            )
+        options.output = RESULTS_GROWTH_MD if growth_alone else RESULTS_MD
+    if (options.growth_rows is not None or options.baseline) and not (
+        options.only and "growth" in options.only
+    ):
+        parser.error(
+            "--growth-rows and --baseline are options of the growth part: add --only growth"
+        )
     if options.repeat is None:
         options.repeat = 1 if options.quick else 3
     if options.duration is None:
@@ -114,7 +156,7 @@ def measure(options: argparse.Namespace, command_line: str) -> tuple[str, Result
         facts = machine_facts() + server_facts(server) + software_facts()
         for name, value in facts:
             log(f"  {name}: {value}")
-        run = Run(server, results, workdir, options.repeat, options.duration)
+        run = Run(server, results, workdir, options.repeat, options.duration, options=options)
         try:
             if any(w.needs_variants for w in workloads):
                 run.conns = setup_variants(server)

@@ -128,12 +128,16 @@ def build_report(
         "",
         summary_line(facts),
         "",
-        *TABLE_HEADER,
-        *(row for workload in workloads for row in workload.table_rows(results)),
-        "",
-        *(line for workload in workloads for line in workload.tables(results)),
-        RATIOS_NOTE,
     ]
+    # A run of parts with tables of their own only (growth) has no comparison table.
+    rows = [row for workload in workloads for row in workload.table_rows(results)]
+    if rows:
+        lines += [*TABLE_HEADER, *rows, ""]
+    lines += [line for workload in workloads for line in workload.tables(results)]
+    if rows:
+        lines.append(RATIOS_NOTE)
+    elif lines[-1] == "":
+        lines.pop()
     for workload in workloads:
         for paragraph in workload.notes(results):
             lines += ["", paragraph]

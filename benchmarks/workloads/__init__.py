@@ -8,6 +8,7 @@ generic. This module imports none of the parts (they import it).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ class Run:
     duration: int  # seconds per pgbench run
     #: variant -> open connection to its database; empty unless a part that runs needs them.
     conns: dict[str, Connection] = field(default_factory=dict)
+    #: The parsed command line, for a part's own options (growth: --growth-rows, --baseline).
+    options: argparse.Namespace = field(default_factory=argparse.Namespace)
 
 
 def no_lines(results: Results) -> list[str]:

@@ -18,6 +18,12 @@ replaces them when the page is built:
 A marker or a placeholder that finds nothing (or a table left out) stops the build with an
 error naming it, so that a changed results file cannot leave stale or missing numbers.
 ``tests/test_docs.py`` checks the page's tables against the results file.
+
+The growth part (``python benchmarks/run.py --only growth``, a long run of its own) writes
+``benchmarks/results-growth.md``; ``docs/layouts-and-scaling.md`` places it the same way,
+with ``<!-- benchmark-results: growth run -->`` and ``<!-- benchmark-results: growth table
+N -->``, and its ``{{ ... }}`` placeholders read that file. While that file exists, every
+table of it must be placed there, each once; without it the page must have no growth marker.
 """
 
 from __future__ import annotations
@@ -31,8 +37,12 @@ from typing import Any
 PAGE = "performance.md"
 #: The results file, relative to the repository root (the folder of mkdocs.yml).
 RESULTS = Path("benchmarks") / "results.md"
+#: The growth part's page and results file (the same rules, markers named "growth ...").
+GROWTH_PAGE = "layouts-and-scaling.md"
+GROWTH_RESULTS = Path("benchmarks") / "results-growth.md"
 
 MARKER = re.compile(r"<!--\s*benchmark-results:\s*(run|table\s+(\d+))\s*-->")
+GROWTH_MARKER = re.compile(r"<!--\s*benchmark-results:\s*growth\s+(run|table\s+(\d+))\s*-->")
 ANY_MARKER = re.compile(r"<!--\s*benchmark-results\b[^>]*-->")
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 NUMBER = re.compile(r"-?[\d,]*\d(?:\.\d+)?")
@@ -50,6 +60,7 @@ class Table:
 
     heading: str
     lines: list[str]
+    source: Path = RESULTS
     header: list[str] = field(init=False)
     rows: list[list[str]] = field(init=False)
 
@@ -57,7 +68,7 @@ class Table:
         cells = [split_row(line) for line in self.lines]
         if len(cells) < 2 or not all(re.fullmatch(r":?-+:?", c) for c in cells[1]):
             raise PerformancePageError(
-                f"{RESULTS}: a table under {self.heading!r} has no header separator line"
+                f"{self.source}: a table under {self.heading!r} has no header separator line"
             )
         self.header, self.rows = cells[0], cells[2:]
 
@@ -72,6 +83,8 @@ class Results:
 
     summary: list[str]
     tables: list[Table]
+    page: str = PAGE  # the page that shows them
+    source: Path = RESULTS
 
 
 def split_row(line: str) -> list[str]:
@@ -79,7 +92,7 @@ def split_row(line: str) -> list[str]:
     return [cell.strip() for cell in PIPE.split(line.strip().strip("|"))]
 
 
-def parse_results(text: str) -> Results:
+def parse_results(text: str, page: str = PAGE, source: Path = RESULTS) -> Results:
     """The results file's tables (each with its heading) and the paragraphs before the first."""
     heading = ""
     summary: list[str] = []
@@ -92,7 +105,7 @@ def parse_results(text: str) -> Results:
             summary.append(" ".join(paragraph))
         paragraph.clear()
         if table:
-            tables.append(Table(heading, list(table)))
+            tables.append(Table(heading, list(table), source))
             table.clear()
 
     in_code = False
@@ -120,8 +133,8 @@ def parse_results(text: str) -> Results:
             paragraph.append(stripped)
     end_block()
     if not tables:
-        raise PerformancePageError(f"{RESULTS} holds no Markdown table")
-    return Results(summary, tables)
+        raise PerformancePageError(f"{source} holds no Markdown table")
+    return Results(summary, tables, page, source)
 
 
 def find_cell(results: Results, row: str, column: str) -> str:
@@ -136,17 +149,18 @@ def find_cell(results: Results, row: str, column: str) -> str:
     if len(found) != 1:
         problem = "no" if not found else f"{len(found)}"
         raise PerformancePageError(
-            f"{PAGE}: {problem} cell of row {row!r} under column {column!r} in {RESULTS}"
+            f"{results.page}: {problem} cell of row {row!r} under column {column!r} in "
+            f"{results.source}"
         )
     return found[0]
 
 
-def number_of(cell: str, row: str, column: str) -> str:
+def number_of(cell: str, row: str, column: str, page: str = PAGE) -> str:
     """The number a cell starts with, as written (``1,862 tps`` -> ``1,862``)."""
     match = NUMBER.search(cell)
     if match is None:
         raise PerformancePageError(
-            f"{PAGE}: the cell of row {row!r} under column {column!r} holds no number: {cell!r}"
+            f"{page}: the cell of row {row!r} under column {column!r} holds no number: {cell!r}"
         )
     return match.group()
 
@@ -156,15 +170,16 @@ def fill_placeholder(results: Results, spec: str) -> str:
     parts = [part.strip() for part in spec.split("|")]
     if len(parts) != 3 or parts[0] not in ("cell", "value", "range"):
         raise PerformancePageError(
-            f"{PAGE}: placeholder {{{{{spec}}}}} is not {{{{ cell|value|range | ROW | COLUMN }}}}"
+            f"{results.page}: placeholder {{{{{spec}}}}} is not "
+            "{{ cell|value|range | ROW | COLUMN }}"
         )
     kind, rows, column = parts
     if kind == "cell":
         return find_cell(results, rows, column)
     if kind == "value":
-        return number_of(find_cell(results, rows, column), rows, column)
+        return number_of(find_cell(results, rows, column), rows, column, results.page)
     numbers = [
-        number_of(find_cell(results, row.strip(), column), row.strip(), column)
+        number_of(find_cell(results, row.strip(), column), row.strip(), column, results.page)
         for row in rows.split(";")
     ]
     ordered = sorted(numbers, key=lambda n: float(n.replace(",", "")))
@@ -172,37 +187,59 @@ def fill_placeholder(results: Results, spec: str) -> str:
     return low if low == high else f"{low}{EN_DASH}{high}"
 
 
-def render_page(page: str, results_text: str) -> str:
-    """The performance page with every marker and placeholder filled from the results."""
-    results = parse_results(results_text)
+def render_page(page: str, results_text: str, growth: bool = False) -> str:
+    """The performance page with every marker and placeholder filled from the results.
+
+    With `growth`, the growth page from the growth results (its markers say "growth").
+    """
+    name, source = (GROWTH_PAGE, GROWTH_RESULTS) if growth else (PAGE, RESULTS)
+    marker = GROWTH_MARKER if growth else MARKER
+    kind = "growth " if growth else ""
+    results = parse_results(results_text, name, source)
     placed: list[int] = []
 
     def fill_marker(match: re.Match[str]) -> str:
         if match.group(1) == "run":
             if not results.summary:
-                raise PerformancePageError(f"{RESULTS} has no summary of the run")
+                raise PerformancePageError(f"{source} has no summary of the run")
             return "\n\n".join(f"> {paragraph}" for paragraph in results.summary)
         number = int(match.group(2))
         if not 1 <= number <= len(results.tables):
             raise PerformancePageError(
-                f"{PAGE}: table {number} asked for; {RESULTS} has {len(results.tables)}"
+                f"{name}: {kind}table {number} asked for; {source} has {len(results.tables)}"
             )
         placed.append(number)
         return results.tables[number - 1].markdown
 
-    if not MARKER.search(page):
-        raise PerformancePageError(f"{PAGE} has no <!-- benchmark-results: table N --> marker")
-    filled = MARKER.sub(fill_marker, page)
+    if not marker.search(page):
+        raise PerformancePageError(
+            f"{name} has no <!-- benchmark-results: {kind}table N --> marker"
+        )
+    filled = marker.sub(fill_marker, page)
     leftover = ANY_MARKER.search(filled)
     if leftover:
-        raise PerformancePageError(f"{PAGE}: marker not understood: {leftover.group()}")
+        raise PerformancePageError(f"{name}: marker not understood: {leftover.group()}")
     wanted = list(range(1, len(results.tables) + 1))
     if sorted(placed) != wanted:
         raise PerformancePageError(
-            f"{PAGE} places tables {sorted(placed)} of {RESULTS}; it must place each of"
+            f"{name} places tables {sorted(placed)} of {source}; it must place each of"
             f" {wanted} once"
         )
     return PLACEHOLDER.sub(lambda match: fill_placeholder(results, match.group(1)), filled)
+
+
+def render_growth_page(page: str, results_text: str | None) -> str:
+    """The growth page filled from the growth results; without them (None), as it is, if it
+    asks for none."""
+    if results_text is None:
+        asked = ANY_MARKER.search(page)
+        if asked:
+            raise PerformancePageError(
+                f"{GROWTH_PAGE}: {asked.group()} but {GROWTH_RESULTS} does not exist "
+                "(python benchmarks/run.py --only growth writes it)"
+            )
+        return page
+    return render_page(page, results_text, growth=True)
 
 
 # --- MkDocs events -------------------------------------------------------------------------
@@ -222,6 +259,13 @@ def on_files(files: Any, config: Any) -> Any:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    if page.file.src_uri == GROWTH_PAGE:
+        growth_path = Path(config["config_file_path"]).parent / GROWTH_RESULTS
+        text = growth_path.read_text(encoding="utf-8") if growth_path.exists() else None
+        try:
+            return render_growth_page(markdown, text)
+        except PerformancePageError as error:
+            raise _fail(error) from error
     if page.file.src_uri != PAGE:
         return markdown
     results_path = Path(config["config_file_path"]).parent / RESULTS
