@@ -361,11 +361,11 @@ def fresh_partitioned_functions(pg_server: ThrowawayPostgres) -> list[tuple[Any,
 
 
 def upgrade_online(engine: sa.Engine, pg_server: ThrowawayPostgres, name: str) -> None:
-    run_online(engine, lambda op: op.upgrade_audit(from_version=4, to_version=5))
+    run_online(engine, lambda op: op.upgrade_audit(from_version=4, to_version=sql.SCHEMA_VERSION))
 
 
 def upgrade_offline(engine: sa.Engine, pg_server: ThrowawayPostgres, name: str) -> None:
-    text = offline_sql(lambda op: op.upgrade_audit(from_version=4, to_version=5))
+    text = offline_sql(lambda op: op.upgrade_audit(from_version=4, to_version=sql.SCHEMA_VERSION))
     apply_sql(pg_server, name, text)
 
 
@@ -392,7 +392,7 @@ def test_upgrade_of_a_partitioned_layout_brings_the_recorded_retention(
 
     UPGRADES[how](engine, pg_server, name)
 
-    assert db.one("select version from audit.schema_version") == 5
+    assert db.one("select version from audit.schema_version") == sql.SCHEMA_VERSION
     assert db.audit_rows() == rows
     assert layout_functions(db) == fresh_partitioned_functions
     assert seal(db) == [(1, 6, 3)]
@@ -427,7 +427,7 @@ def test_offline_upgrade_of_a_partitioned_layout_equals_the_online_one(
         with connect(pg_server.url(name)) as offline:
             online = catalog_snapshot(db)
             assert catalog_snapshot(offline) == online
-            assert online["schema_version"] == [(5,)]
+            assert online["schema_version"] == [(sql.SCHEMA_VERSION,)]
 
 
 def test_downgrade_to_4_keeps_a_working_maintenance(db: Db, db_url: str, engine: sa.Engine) -> None:

@@ -625,7 +625,7 @@ def test_the_version_guards(engine: sa.Engine) -> None:
 
 
 def test_the_version_helpers() -> None:
-    assert sql.SCHEMA_VERSION == 5
+    assert sql.SCHEMA_VERSION == 6
     found = sql.install_statements()  # the steps, the indexes, the functions (others around)
 
     def guard(direction: str, target: int, expected: int) -> str:

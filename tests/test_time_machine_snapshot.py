@@ -303,12 +303,12 @@ def test_upgrade_then_snapshot_in_one_revision(
     project = Project.create(tmp_path, db_url, FLAG_MODELS.format(extra=""))
     text = project.revision("baseline")
     assert migration_body(text, "upgrade") == [
-        "op.upgrade_audit(from_version=3, to_version=5, commit=True)",
+        "op.upgrade_audit(from_version=3, to_version=6, commit=True)",
         "op.enable_tracking('pairs', snapshot=True)",
     ]
     assert migration_body(text, "downgrade") == [
         "op.disable_tracking('pairs')",
-        "op.downgrade_audit(from_version=5, to_version=3)",
+        "op.downgrade_audit(from_version=6, to_version=3)",
     ]
     offline = project.upgrade(sql=True)
     # The upgrade commits before the snapshot, in the offline SQL too.
@@ -318,7 +318,7 @@ def test_upgrade_then_snapshot_in_one_revision(
     project.upgrade()
     apply_sql(pg_server, offline_db.conn.info.dbname, offline)
     for each in (db, offline_db):
-        assert each.one("select max(version) from audit.schema_version") == 5
+        assert each.one("select max(version) from audit.schema_version") == 6
         assert sorted(snapshot_rows(each)) == sorted(pairs_snapshot(each))
     assert db.normalized_audit_rows() == offline_db.normalized_audit_rows()
     assert "No new upgrade operations detected." in project.check()
