@@ -636,7 +636,7 @@ def test_the_version_helpers() -> None:
     steps = [
         *sql.statements("steps/1"), *sql.statements("steps/2"),
         *sql.statements("steps/3"), *sql.statements("steps/4"),
-        *sql.statements("steps/5"),
+        *sql.statements("steps/5"), *sql.statements("steps/6"),
     ]  # fmt: skip
     start = found.index(steps[0])  # no guard needed
     assert found[start : start + len(steps)] == steps
@@ -644,10 +644,15 @@ def test_the_version_helpers() -> None:
         sql.statements("indexes")
     )
     functions = sql.function_statements()
+    assert sql.upgrade_statements(5, 6) == [
+        guard("upgrade", 6, 5),
+        *sql.statements("steps/6"),
+        *functions,
+    ]
     assert sql.upgrade_statements(4, 5) == [
         guard("upgrade", 5, 4),
         *sql.statements("steps/5"),
-        *functions,
+        *sql.released_statements(5),
     ]
     assert sql.upgrade_statements(3, 4) == [
         guard("upgrade", 4, 3),
@@ -665,11 +670,12 @@ def test_the_version_helpers() -> None:
         *sql.statements("steps/2"),
         *sql.released_statements(2),
     ]
-    assert sql.upgrade_statements(1, 5) == [
+    assert sql.upgrade_statements(1, 6) == [
         guard("upgrade", 2, 1), *sql.statements("steps/2"),
         guard("upgrade", 3, 2), *sql.statements("steps/3"),
         guard("upgrade", 4, 3), *sql.statements("steps/4"),
-        guard("upgrade", 5, 4), *sql.statements("steps/5"), *functions,
+        guard("upgrade", 5, 4), *sql.statements("steps/5"),
+        guard("upgrade", 6, 5), *sql.statements("steps/6"), *functions,
     ]  # fmt: skip
     assert sql.upgrade_statements(2, 2) == sql.downgrade_statements(1, 1) == []
     assert sql.downgrade_statements(5, 1) == [
@@ -689,6 +695,8 @@ def test_the_version_helpers() -> None:
         (sql.statements("steps/4.down"), 3),
         (sql.statements("steps/5"), 5),
         (sql.statements("steps/5.down"), 4),
+        (sql.statements("steps/6"), 6),
+        (sql.statements("steps/6.down"), 5),
     ):
         assert list(statements[-2:]) == [
             "delete from audit.schema_version",
@@ -705,8 +713,8 @@ def test_the_version_helpers() -> None:
         "audit schema downgrade: cannot go from version 1 to 2; that is an upgrade"
     )
     with pytest.raises(ValueError) as raised:
-        sql.upgrade_statements(1, 6)
-    assert str(raised.value) == "audit schema upgrade: versions go from 1 to 5, not 6"
+        sql.upgrade_statements(1, 7)
+    assert str(raised.value) == "audit schema upgrade: versions go from 1 to 6, not 7"
     with pytest.raises(ValueError) as raised:
         sql.downgrade_statements(True, 1)
-    assert str(raised.value) == "audit schema downgrade: versions go from 1 to 5, not True"
+    assert str(raised.value) == "audit schema downgrade: versions go from 1 to 6, not True"
