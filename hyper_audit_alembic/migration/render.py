@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         AlterTrackingOp,
         ConvertAuditToHypertableOp,
         DisableTrackingOp,
+        DistributeAuditOp,
         DowngradeAuditOp,
         EnableTrackingOp,
         InstallAuditOp,
@@ -78,6 +79,10 @@ def render_alter_layout(autogen_context: AutogenContext, op: AlterLayoutOp) -> s
 
 def render_convert(autogen_context: AutogenContext, op: ConvertAuditToHypertableOp) -> str:
     return directive_call(autogen_context, "convert_audit_to_hypertable", *op.arguments())
+
+
+def render_distribute(autogen_context: AutogenContext, op: DistributeAuditOp) -> str:
+    return directive_call(autogen_context, "distribute_audit")
 
 
 def render_version_change(

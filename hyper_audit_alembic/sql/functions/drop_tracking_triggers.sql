@@ -1,12 +1,14 @@
 -- Drops every audit trigger of a table (of this version and earlier ones), and the
 -- key-change functions no trigger uses any more; true when there was a trigger. An audit
 -- trigger is one that calls an audit trigger function, whatever its name: a trigger of
--- another role under an audit trigger's name is never dropped.
+-- another role under an audit trigger's name is never dropped. Citus refuses DROP TRIGGER
+-- on a distributed table without citus.enable_unsafe_triggers (a placeholder without Citus).
 create or replace function audit.drop_tracking_triggers(target regclass)
 returns boolean
 language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
+set citus.enable_unsafe_triggers = on
 as $$
 declare
     trigger_name name;

@@ -20,6 +20,8 @@ declare
         ''
     );
     keys text[] := args[1:coalesce(array_position(args, '') - 1, cardinality(args))];
+    -- (audit_citus_row_change: the table's oid, schema and name come first; it has no
+    -- key-change condition, so keys is not used for it.)
     key_changed regprocedure;
     key_changed_name text;
 begin
@@ -50,6 +52,10 @@ begin
             'create trigger audit_row_change after insert or update or delete on '
             || target::text
             || ' for each row execute function audit.record_row_change(' || arg_list || ')'
+        when 'audit_citus_row_change' then
+            'create trigger audit_citus_row_change after insert or update or delete on '
+            || target::text
+            || ' for each row execute function audit.citus_row_change(' || arg_list || ')'
         when 'audit_truncate' then
             'create trigger audit_truncate after truncate on ' || target::text
             || ' for each statement execute function audit.record_truncate()'

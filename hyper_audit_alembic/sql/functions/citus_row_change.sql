@@ -1,0 +1,85 @@
+-- How a tracked table's changes are recorded when audit.record_version is a Citus
+-- distributed table (op.distribute_audit()): row by row, one audit row per changed row.
+--
+-- Why not record_row_change.sql (the single-node write path): Citus cannot plan an
+-- INSERT ... SELECT from a statement's transition tables into a distributed table
+-- ("executor could not find named tuplestore"), and a distributed table's triggers fire on
+-- its shards, on the workers, where tg_relid and tg_table_name are the shard's
+-- (acc_102008), not the table's. So the table's identity is fixed when it is tracked:
+-- the trigger arguments are the table's oid on the coordinator, its schema and its name
+-- (audit.enable_tracking_keys puts them first), then the key columns and options exactly
+-- as record_row_change takes them (an empty separator argument, 'exclude=<column>',
+-- 'skip_unchanged'). The audit rows are then the single-node ones: the coordinator's oid,
+-- schema and name, and record ids from audit.to_record_id of that oid (bit for bit). A
+-- key-changing UPDATE is one UPDATE row with the new and the old record id, as the
+-- single-node row-level path writes it.
+--
+-- citus.allow_nested_distributed_execution: on a shard, the INSERT into the distributed
+-- audit table is itself a distributed statement, which Citus refuses inside a statement on
+-- a shard unless allowed (its worry, a function reading distributed tables while pushed
+-- down, does not apply to an append-only write in the same transaction: the worker's
+-- connections commit or roll back with the distributed transaction). On a server without
+-- Citus the setting is an unused placeholder.
+--
+-- Nothing of the writer's session changes what is recorded: names resolve in pg_catalog
+-- (pg_temp last) and values are rendered under the canonical output settings of
+-- record_row_change.sql. The arguments are catalog facts written by enable_tracking_keys
+-- (the audit owner), never text another role wrote.
+create or replace function audit.citus_row_change()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set extra_float_digits = 1
+set bytea_output = 'hex'
+set DateStyle = 'ISO, MDY'
+set IntervalStyle = 'postgres'
+set TimeZone = 'UTC'
+set lc_monetary = 'C'
+set citus.allow_nested_distributed_execution = on
+as $$
+declare
+    new_rec jsonb;
+    old_rec jsonb;
+    table_oid oid := tg_argv[0]::oid;
+    sep integer := array_position(tg_argv, '');
+    keys text[] := tg_argv[3:coalesce(sep - 1, tg_nargs - 1)];
+    options text[] := case when sep is null then '{}' else tg_argv[sep + 1:tg_nargs - 1] end;
+    excluded text[] := array(
+        select substr(o.opt, 9) from unnest(options) as o (opt) where left(o.opt, 8) = 'exclude='
+    );
+begin
+    if tg_level <> 'ROW' then
+        raise exception using
+            errcode = 'triggered_action_exception',
+            message = 'audit.citus_row_change: must fire for each row, not for each statement';
+    end if;
+    if tg_op <> 'DELETE' then
+        new_rec := to_jsonb(new) operator(pg_catalog.-) excluded;
+    end if;
+    if tg_op <> 'INSERT' then
+        old_rec := to_jsonb(old) operator(pg_catalog.-) excluded;
+    end if;
+    if tg_op = 'UPDATE' and 'skip_unchanged' = any (options)
+        and new_rec operator(pg_catalog.=) old_rec
+    then
+        return null;
+    end if;
+    insert into audit.record_version (
+        record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
+    )
+    values (
+        audit.to_record_id(table_oid, keys, new_rec),
+        audit.to_record_id(table_oid, keys, old_rec),
+        tg_op::audit.operation,
+        table_oid,
+        tg_argv[1],
+        tg_argv[2],
+        new_rec,
+        old_rec
+    );
+    return null;
+end
+$$;
+
+revoke all on function audit.citus_row_change() from public;
