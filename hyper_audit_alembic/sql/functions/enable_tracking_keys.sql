@@ -34,7 +34,9 @@ declare
     truncate_comment text;
     unsafe record;
     target_kind text := audit.citus_kind(target);
-    on_citus boolean := audit.citus_kind('audit.record_version'::regclass) = 'distributed';
+    on_citus boolean := coalesce(
+        audit.citus_kind('audit.record_version'::regclass) = 'distributed', false
+    );
 begin
     select c.relkind into relation_kind from pg_class c where c.oid = target;
     if relation_kind is distinct from 'r' then
