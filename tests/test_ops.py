@@ -361,6 +361,7 @@ def test_sql_files_are_known() -> None:
     assert SQL_FILES == [
         "adopt_finish",
         "adopt_prepare",
+        "citus_distribute",
         "drop_history",
         *functions,
         "indexes",
@@ -374,6 +375,7 @@ def test_sql_files_are_known() -> None:
         "released/2",
         "released/3",
         "released/4",
+        "released/5",
         "remove_functions",
         "retention_to_policy",
         "snapshot_table",

@@ -17,9 +17,9 @@
 -- citus.allow_nested_distributed_execution: on a shard, the INSERT into the distributed
 -- audit table is itself a distributed statement, which Citus refuses inside a statement on
 -- a shard unless allowed (its worry, a function reading distributed tables while pushed
--- down, does not apply to an append-only write in the same transaction: the worker's
--- connections commit or roll back with the distributed transaction). On a server without
--- Citus the setting is an unused placeholder.
+-- down, does not apply to an append-only write). Set around the INSERT and put back, where
+-- Citus defines it (not as a SET clause of the function: PostgreSQL 15 lets only a
+-- superuser create a function that sets a parameter no loaded library defines).
 --
 -- Nothing of the writer's session changes what is recorded: names resolve in pg_catalog
 -- (pg_temp last) and values are rendered under the canonical output settings of
@@ -36,7 +36,6 @@ set DateStyle = 'ISO, MDY'
 set IntervalStyle = 'postgres'
 set TimeZone = 'UTC'
 set lc_monetary = 'C'
-set citus.allow_nested_distributed_execution = on
 as $$
 declare
     new_rec jsonb;
@@ -48,6 +47,7 @@ declare
     excluded text[] := array(
         select substr(o.opt, 9) from unnest(options) as o (opt) where left(o.opt, 8) = 'exclude='
     );
+    nested text := current_setting('citus.allow_nested_distributed_execution', true);
 begin
     if tg_level <> 'ROW' then
         raise exception using
@@ -65,6 +65,9 @@ begin
     then
         return null;
     end if;
+    if nested is not null then
+        perform set_config('citus.allow_nested_distributed_execution', 'on', true);
+    end if;
     insert into audit.record_version (
         record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
     )
@@ -78,6 +81,9 @@ begin
         new_rec,
         old_rec
     );
+    if nested is not null then
+        perform set_config('citus.allow_nested_distributed_execution', nested, true);
+    end if;
     return null;
 end
 $$;

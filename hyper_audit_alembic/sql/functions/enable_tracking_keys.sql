@@ -12,14 +12,13 @@
 -- (session_replication_role = replica) fires only those, and only row-level ones.
 -- Where audit.record_version is a Citus distributed table (op.distribute_audit()), every
 -- table is tracked row by row by audit.citus_row_change (citus_row_change.sql says why),
--- whose first arguments are the table's oid, schema and name; citus.enable_unsafe_triggers
--- lets Citus put the triggers on the shards (an unused placeholder without Citus).
+-- whose first arguments are the table's oid, schema and name; citus.enable_unsafe_triggers,
+-- set while the triggers are made and put back after, lets Citus put them on the shards.
 create or replace function audit.enable_tracking_keys(target regclass, options text[])
 returns void
 language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
-set citus.enable_unsafe_triggers = on
 as $$
 declare
     relation_kind "char";
@@ -34,6 +33,7 @@ declare
     truncate_comment text;
     unsafe record;
     target_kind text := audit.citus_kind(target);
+    unsafe_triggers text := current_setting('citus.enable_unsafe_triggers', true);
     on_citus boolean := coalesce(
         audit.citus_kind('audit.record_version'::regclass) = 'distributed', false
     );
@@ -259,6 +259,9 @@ begin
         where t.tgrelid = target and t.tgname = 'audit_truncate'
             and t.tgfoid = 'audit.record_truncate()'::regprocedure
     );
+    if target_kind is not null then
+        perform set_config('citus.enable_unsafe_triggers', 'on', true);
+    end if;
     perform audit.drop_tracking_triggers(target);
 
     foreach wanted_name in array array(select split_part(w, '/', 1) from unnest(wanted) as w)
@@ -281,6 +284,9 @@ begin
     if truncate_comment is not null then
         execute 'comment on trigger audit_truncate on ' || target::text || ' is '
             || quote_literal(truncate_comment);
+    end if;
+    if target_kind is not null then
+        perform set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
     end if;
 end
 $$;
