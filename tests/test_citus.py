@@ -10,20 +10,23 @@ CI). The tests of the Citus write path's row logic on a plain server run everywh
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic_project import Project
+from alembic.util import CommandError
+from alembic_project import Project, autogenerate
 from citus_helpers import CitusCluster, citus_cluster, fresh_citus_database, run_sql
 from sqlalchemy.orm import Session
 
 from hyper_audit_alembic import history, record_id
+from hyper_audit_alembic.errors import AuditOperationError
 from hyper_audit_alembic.migration import statements
 from hyper_audit_alembic.migration.ops import DistributeAuditOp
+from hyper_audit_alembic.migration.options import declared_citus
+from hyper_audit_alembic.migration.render import KEEP_DISTRIBUTED
 from hyper_audit_alembic.runtime.history.model import RecordVersion
 from hyper_audit_alembic.runtime.history.resolve import describe_model, resolve
 
@@ -545,9 +548,81 @@ def test_migration_online_offline_and_check(
     assert len(rows) == 5 and all(row[3] for row in rows)
 
 
-def test_distribute_audit_renders_and_refuses_to_reverse() -> None:
+def test_distribute_audit_and_its_reverse() -> None:
+    """The reverse (autogenerate's downgrade) runs nothing and says how to undo by hand."""
     op = DistributeAuditOp()
     assert op.to_diff_tuple() == ("distribute_audit",)
-    with pytest.raises(NotImplementedError, match="undistribute_table"):
-        op.reverse()
-    assert textwrap.dedent(op.statements()[0]).startswith("do $$")
+    assert op.statements()[0].startswith("do $$")
+    back = op.reverse()
+    assert back.to_diff_tuple() == ("distribute_audit", "undoing") and back.statements() == []
+    assert back.reverse().to_diff_tuple() == ("distribute_audit",)
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        (
+            {"citus": "yes"},
+            "context.configure(hyper_audit={'citus': ...}) takes True or False, not 'yes'",
+        ),
+        (
+            {"citus": True, "timescale": {}},
+            "context.configure(hyper_audit=...) declares both 'citus' and 'timescale': Citus"
+            " cannot distribute a hypertable; keep one of them",
+        ),
+    ],
+)
+def test_a_bad_citus_declaration_names_the_fix(declared: dict[str, Any], message: str) -> None:
+    with pytest.raises(AuditOperationError) as raised:
+        declared_citus({"hyper_audit": declared})
+    assert str(raised.value) == f"hyper_audit: {message}"
+
+
+def test_declared_citus_without_citus_names_the_fix(engine: sa.Engine) -> None:
+    """hyper_audit={'citus': True} in env.py over a server without Citus: autogenerate stops
+    with the fix."""
+    with engine.begin() as connection:
+        install(connection, distribute=False)
+    with engine.connect() as connection, pytest.raises(CommandError) as raised:
+        autogenerate(connection, sa.MetaData(), hyper_audit={"citus": True})
+    assert str(raised.value) == (
+        "hyper_audit: env.py declares hyper_audit={'citus': True}, but the citus extension is"
+        " not installed in this database. Create it (and add the workers) first, or remove"
+        " 'citus' from env.py."
+    )
+
+
+def test_autogenerate_distributes_where_env_py_declares_citus(citus_engine: sa.Engine) -> None:
+    """hyper_audit={'citus': True}: over nothing, op.distribute_audit() follows
+    op.install_audit() (before the tracking); over an installed plain audit table it is
+    proposed alone; over a distributed one nothing is (and no declaration: nothing either)."""
+    metadata = sa.MetaData()
+    sa.Table(
+        "account",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        info={"audited": True},
+    )
+    with citus_engine.connect() as connection:
+        upgrade, downgrade = autogenerate(connection, metadata, hyper_audit={"citus": True})
+    assert upgrade[:2] == ["op.install_audit()", "op.distribute_audit()"]
+    assert upgrade[-1] == "op.enable_tracking('account')"
+    assert downgrade[-2:] == [KEEP_DISTRIBUTED, "op.uninstall_audit(keep_history=True)"]
+    with citus_engine.begin() as connection:
+        install(connection, distribute=False)
+        run(connection, "create table account (id int primary key)")
+        run(connection, "select audit.enable_tracking('account')")
+    with citus_engine.connect() as connection:
+        upgrade, downgrade = autogenerate(connection, metadata, hyper_audit={"citus": True})
+        assert (upgrade, downgrade) == (["op.distribute_audit()"], [KEEP_DISTRIBUTED])
+        assert autogenerate(connection, metadata) == ([], [])
+    with citus_engine.begin() as connection:
+        run(connection, *DistributeAuditOp().statements())
+    with citus_engine.connect() as connection:
+        # The table tracked before is tracked again, by the Citus write path.
+        assert connection.exec_driver_sql(
+            "select array_agg(tgname::text order by tgname) from pg_trigger"
+            " where tgrelid = 'account'::regclass and not tgisinternal"
+        ).scalar() == ["audit_citus_row_change", "audit_truncate"]
+        assert autogenerate(connection, metadata, hyper_audit={"citus": True}) == ([], [])
+        assert autogenerate(connection, metadata) == ([], [])

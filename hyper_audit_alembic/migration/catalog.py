@@ -208,6 +208,26 @@ select
 """
 
 
+_CITUS = """
+select
+    exists (select from pg_catalog.pg_extension e where e.extname = 'citus'),
+    pg_catalog.to_regprocedure('audit.citus_kind(regclass)') is not null
+        and pg_catalog.to_regclass('audit.record_version') is not null
+"""
+
+
+def read_citus(connection: Connection) -> tuple[bool, bool]:
+    """Whether the citus extension is installed, and whether audit.record_version is a
+    distributed table (op.distribute_audit()): at most two catalog queries."""
+    installed, can_ask = connection.execute(text(_CITUS)).one()
+    if not installed or not can_ask:
+        return bool(installed), False
+    kind = connection.execute(
+        text("select audit.citus_kind(cast('audit.record_version' as regclass))")
+    ).scalar()
+    return True, kind == "distributed"
+
+
 @dataclass(frozen=True)
 class LayoutState:
     """The layout of an installed audit table, as read from the catalog."""

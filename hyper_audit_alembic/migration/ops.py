@@ -613,6 +613,11 @@ class DistributeAuditOp(MigrateOperation):
 
     caller = "op.distribute_audit"
 
+    def __init__(self, undoing: bool = False) -> None:
+        # The reverse autogenerate writes into a downgrade: a comment, no SQL (a
+        # distributed audit table goes back to the coordinator only by hand).
+        self.undoing = undoing
+
     @classmethod
     def distribute_audit(cls, operations: Operations) -> None:
         """Distribute the audit table over a Citus cluster, by ``table_oid``; run on the
@@ -628,17 +633,15 @@ class DistributeAuditOp(MigrateOperation):
         operations.invoke(cls())
 
     def statements(self) -> list[str]:
-        return list(sql.statements("citus_distribute"))
+        return [] if self.undoing else list(sql.statements("citus_distribute"))
 
-    def reverse(self) -> MigrateOperation:
-        raise NotImplementedError(
-            "op.distribute_audit() has no automatic reverse: to keep the audit trail on the "
-            "coordinator again, run select undistribute_table('audit.record_version') by hand "
-            "and track each table again (op.enable_tracking())"
-        )
+    def reverse(self) -> DistributeAuditOp:
+        """Nothing to run: a downgrade keeps the audit table distributed (its renderer
+        writes a comment saying how to undo it by hand)."""
+        return DistributeAuditOp(undoing=not self.undoing)
 
-    def to_diff_tuple(self) -> tuple[str]:
-        return ("distribute_audit",)
+    def to_diff_tuple(self) -> tuple[str, ...]:
+        return ("distribute_audit", *(("undoing",) if self.undoing else ()))
 
 
 class UpgradeAuditOp(MigrateOperation):

@@ -67,6 +67,10 @@ begin
                 ), ', id')
                 || ')';
         end if;
+        -- One connection per node for the rest of the transaction: the tables tracked
+        -- already are tracked again below, which drops their key-change functions, and
+        -- Citus refuses to drop a (distributed) function after a parallel operation.
+        perform pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
         perform create_distributed_table('audit.record_version', 'table_oid');
         perform truncate_local_data_after_distributing_table('audit.record_version');
     end if;
