@@ -88,8 +88,9 @@ STATEMENTS = [
 def test_citus_row_change_writes_the_rows_of_the_single_node_path(
     engine: sa.Engine, with_options: bool
 ) -> None:
-    """audit.citus_row_change on table b, given table a's oid, schema and name as its
-    first arguments, writes for each statement exactly the audit rows that the single-node
+    """audit.citus_row_change on table b (per statement for INSERT and DELETE, per row for
+    UPDATE, as on a cluster), given table a's oid, schema and name as its first
+    arguments, writes for each statement exactly the audit rows that the single-node
     triggers of a write for the same statement on a (ids, records, names), with and
     without the options exclude and skip_unchanged."""
     with engine.begin() as connection:
@@ -106,10 +107,15 @@ def test_citus_row_change_writes_the_rows_of_the_single_node_path(
         oid = connection.exec_driver_sql("select 'a'::regclass::oid::bigint").scalar()
         options = ["", "exclude=hits", "skip_unchanged"] if with_options else []
         arguments = ", ".join(f"'{a}'" for a in [oid, "public", "a", "tenant", "id", *options])
+        # The triggers enable_tracking makes on a cluster (tracking_trigger_sql.sql).
+        call = f"execute function audit.citus_row_change({arguments})"
         run(
             connection,
-            "create trigger audit_citus_row_change after insert or update or delete on b"
-            f" for each row execute function audit.citus_row_change({arguments})",
+            "create trigger audit_citus_insert after insert on b"
+            f" referencing new table as audit_new for each statement {call}",
+            "create trigger audit_citus_delete after delete on b"
+            f" referencing old table as audit_old for each statement {call}",
+            f"create trigger audit_citus_update after update on b for each row {call}",
         )
         for statement in STATEMENTS:
             start = last_id(connection)
@@ -201,7 +207,7 @@ def test_distributed_and_local_tables_are_recorded_as_on_one_node(
                 "select count(*) from run_command_on_shards('acc',"
                 " $$select count(*) from pg_trigger where tgrelid = '%s'::regclass"
                 " and tgfoid = 'audit.citus_row_change()'::regprocedure$$)"
-                " where result = '1'"
+                " where result = '3'"
             )
             .scalar()
         )
@@ -537,12 +543,11 @@ def test_migration_online_offline_and_check(
     distribution, key, triggers, rows = online
     assert distribution == ("distributed", "table_oid")
     assert key == "PRIMARY KEY (table_oid, id)"
+    citus_arguments = ["<oid>", "public", "account", "tenant", "id"]
     assert triggers == [
-        (
-            "audit_citus_row_change",
-            "audit.citus_row_change",
-            ["<oid>", "public", "account", "tenant", "id"],
-        ),
+        ("audit_citus_delete", "audit.citus_row_change", citus_arguments),
+        ("audit_citus_insert", "audit.citus_row_change", citus_arguments),
+        ("audit_citus_update", "audit.citus_row_change", citus_arguments),
         ("audit_truncate", "audit.record_truncate", []),
     ]
     assert len(rows) == 5 and all(row[3] for row in rows)
@@ -623,6 +628,11 @@ def test_autogenerate_distributes_where_env_py_declares_citus(citus_engine: sa.E
         assert connection.exec_driver_sql(
             "select array_agg(tgname::text order by tgname) from pg_trigger"
             " where tgrelid = 'account'::regclass and not tgisinternal"
-        ).scalar() == ["audit_citus_row_change", "audit_truncate"]
+        ).scalar() == [
+            "audit_citus_delete",
+            "audit_citus_insert",
+            "audit_citus_update",
+            "audit_truncate",
+        ]
         assert autogenerate(connection, metadata, hyper_audit={"citus": True}) == ([], [])
         assert autogenerate(connection, metadata) == ([], [])

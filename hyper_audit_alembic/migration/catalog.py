@@ -44,7 +44,7 @@ select
 # tables the reference design's triggers track (ours is false). Triggers are known by their
 # function, never by name alone: anyone with TRIGGER on a table can name one audit_truncate.
 # On Citus (audit.citus_row_change) the table's oid, schema and name come before the key
-# columns; the shards' copies of the trigger (named audit_citus_row_change_<shard id>, on a
+# columns; the shards' copies of the triggers (named audit_citus_insert_<shard id> ..., on a
 # coordinator that holds shards) are not tables of the application.
 _TRACKED = f"""
 select n.nspname, c.relname, t.tgargs,
@@ -63,7 +63,7 @@ join pg_catalog.pg_proc p on p.oid = t.tgfoid
 join pg_catalog.pg_namespace pn on pn.oid = p.pronamespace
 where pn.nspname = 'audit' and p.proname = 'record_row_change'
     or pn.nspname = 'audit' and p.proname = 'citus_row_change'
-        and t.tgname = 'audit_citus_row_change'
+        and t.tgname in ('audit_citus_insert', 'audit_citus_delete', 'audit_citus_update')
     or t.tgfoid in ({_REFERENCE_FUNCTIONS})
 """
 

@@ -1053,11 +1053,46 @@ declare
         select substr(o.opt, 9) from unnest(options) as o (opt) where left(o.opt, 8) = 'exclude='
     );
     nested text := current_setting('citus.allow_nested_distributed_execution', true);
+    records jsonb[];
 begin
-    if tg_level <> 'ROW' then
-        raise exception using
-            errcode = 'triggered_action_exception',
-            message = 'audit.citus_row_change: must fire for each row, not for each statement';
+    if tg_level = 'STATEMENT' then
+        if tg_op = 'INSERT' then
+            records := array(
+                select to_jsonb(r) operator(pg_catalog.-) excluded from audit_new as r
+            );
+        elsif tg_op = 'DELETE' then
+            records := array(
+                select to_jsonb(r) operator(pg_catalog.-) excluded from audit_old as r
+            );
+        else
+            raise exception using
+                errcode = 'triggered_action_exception',
+                message = 'audit.citus_row_change: fires for each statement on INSERT and DELETE'
+                    || ' only, for each row on UPDATE';
+        end if;
+        if cardinality(records) = 0 then
+            return null;
+        end if;
+        if nested is not null then
+            perform set_config('citus.allow_nested_distributed_execution', 'on', true);
+        end if;
+        insert into audit.record_version (
+            record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
+        )
+        select
+            case when tg_op = 'INSERT' then audit.to_record_id(table_oid, keys, n.rec) end,
+            case when tg_op = 'DELETE' then audit.to_record_id(table_oid, keys, n.rec) end,
+            tg_op::audit.operation,
+            table_oid,
+            tg_argv[1],
+            tg_argv[2],
+            case when tg_op = 'INSERT' then n.rec end,
+            case when tg_op = 'DELETE' then n.rec end
+        from unnest(records) as n (rec);
+        if nested is not null then
+            perform set_config('citus.allow_nested_distributed_execution', nested, true);
+        end if;
+        return null;
     end if;
     if tg_op <> 'DELETE' then
         new_rec := to_jsonb(new) operator(pg_catalog.-) excluded;
@@ -1148,12 +1183,14 @@ as $$
                 'audit.citus_row_change()'::regprocedure)), 0) & 28 = 28
         and bool_or(t.tgfoid = 'audit.record_truncate()'::regprocedure
             and t.tgtype::integer & 32 = 32)
-        and (
+        and coalesce(
             bool_and(t.tgtype::integer & 1 = 1)
-                filter (where t.tgfoid in ('audit.record_row_change()'::regprocedure,
-                'audit.citus_row_change()'::regprocedure))
+                filter (where t.tgfoid = 'audit.record_row_change()'::regprocedure)
             or bool_or(t.tgfoid = 'audit.record_key_change()'::regprocedure
                 and t.tgtype::integer & 17 = 17)
+            or bool_or(t.tgfoid = 'audit.citus_row_change()'::regprocedure
+                and t.tgtype::integer & 17 = 17),
+            false
         )
     from pg_trigger t
     where t.tgrelid = target and not t.tgisinternal
@@ -1283,8 +1320,8 @@ declare
         ''
     );
     keys text[] := args[1:coalesce(array_position(args, '') - 1, cardinality(args))];
-    -- (audit_citus_row_change: the table's oid, schema and name come first; it has no
-    -- key-change condition, so keys is not used for it.)
+    -- (audit_citus_*: the table's oid, schema and name come first; they have no
+    -- key-change condition, so keys is not used for them.)
     key_changed regprocedure;
     key_changed_name text;
 begin
@@ -1315,9 +1352,16 @@ begin
             'create trigger audit_row_change after insert or update or delete on '
             || target::text
             || ' for each row execute function audit.record_row_change(' || arg_list || ')'
-        when 'audit_citus_row_change' then
-            'create trigger audit_citus_row_change after insert or update or delete on '
-            || target::text
+        when 'audit_citus_insert' then
+            'create trigger audit_citus_insert after insert on ' || target::text
+            || ' referencing new table as audit_new'
+            || ' for each statement execute function audit.citus_row_change(' || arg_list || ')'
+        when 'audit_citus_delete' then
+            'create trigger audit_citus_delete after delete on ' || target::text
+            || ' referencing old table as audit_old'
+            || ' for each statement execute function audit.citus_row_change(' || arg_list || ')'
+        when 'audit_citus_update' then
+            'create trigger audit_citus_update after update on ' || target::text
             || ' for each row execute function audit.citus_row_change(' || arg_list || ')'
         when 'audit_truncate' then
             'create trigger audit_truncate after truncate on ' || target::text
@@ -1669,7 +1713,9 @@ begin
     -- 8 delete, 16 update, 32 truncate; all AFTER.
     if on_citus then
         wanted := array[
-            'audit_citus_row_change/29/audit.citus_row_change//',
+            'audit_citus_delete/8/audit.citus_row_change/audit_old/',
+            'audit_citus_insert/4/audit.citus_row_change//audit_new',
+            'audit_citus_update/17/audit.citus_row_change//',
             'audit_truncate/32/audit.record_truncate//'
         ];
     elsif statement_level then

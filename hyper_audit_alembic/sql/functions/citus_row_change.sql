@@ -1,9 +1,15 @@
 -- How a tracked table's changes are recorded when audit.record_version is a Citus
--- distributed table (op.distribute_audit()): row by row, one audit row per changed row.
+-- distributed table (op.distribute_audit()): one audit row per changed row, written per
+-- statement for INSERT and DELETE (triggers audit_citus_insert, audit_citus_delete) and
+-- per row for UPDATE (audit_citus_update), so that an UPDATE's old and new row come as a
+-- pair and a key change needs no pairing by key (the single-node path pairs them through
+-- audit.key_change_state, a table on the coordinator that the workers cannot reach).
 --
 -- Why not record_row_change.sql (the single-node write path): Citus cannot plan an
 -- INSERT ... SELECT from a statement's transition tables into a distributed table
--- ("executor could not find named tuplestore"), and a distributed table's triggers fire on
+-- ("executor could not find named tuplestore"; here the statement's rows are read into an
+-- array first, and Citus plans the INSERT from unnest() of it), and a distributed table's
+-- triggers fire on
 -- its shards, on the workers, where tg_relid and tg_table_name are the shard's
 -- (acc_102008), not the table's. So the table's identity is fixed when it is tracked:
 -- the trigger arguments are the table's oid on the coordinator, its schema and its name
@@ -48,11 +54,46 @@ declare
         select substr(o.opt, 9) from unnest(options) as o (opt) where left(o.opt, 8) = 'exclude='
     );
     nested text := current_setting('citus.allow_nested_distributed_execution', true);
+    records jsonb[];
 begin
-    if tg_level <> 'ROW' then
-        raise exception using
-            errcode = 'triggered_action_exception',
-            message = 'audit.citus_row_change: must fire for each row, not for each statement';
+    if tg_level = 'STATEMENT' then
+        if tg_op = 'INSERT' then
+            records := array(
+                select to_jsonb(r) operator(pg_catalog.-) excluded from audit_new as r
+            );
+        elsif tg_op = 'DELETE' then
+            records := array(
+                select to_jsonb(r) operator(pg_catalog.-) excluded from audit_old as r
+            );
+        else
+            raise exception using
+                errcode = 'triggered_action_exception',
+                message = 'audit.citus_row_change: fires for each statement on INSERT and DELETE'
+                    || ' only, for each row on UPDATE';
+        end if;
+        if cardinality(records) = 0 then
+            return null;
+        end if;
+        if nested is not null then
+            perform set_config('citus.allow_nested_distributed_execution', 'on', true);
+        end if;
+        insert into audit.record_version (
+            record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
+        )
+        select
+            case when tg_op = 'INSERT' then audit.to_record_id(table_oid, keys, n.rec) end,
+            case when tg_op = 'DELETE' then audit.to_record_id(table_oid, keys, n.rec) end,
+            tg_op::audit.operation,
+            table_oid,
+            tg_argv[1],
+            tg_argv[2],
+            case when tg_op = 'INSERT' then n.rec end,
+            case when tg_op = 'DELETE' then n.rec end
+        from unnest(records) as n (rec);
+        if nested is not null then
+            perform set_config('citus.allow_nested_distributed_execution', nested, true);
+        end if;
+        return null;
     end if;
     if tg_op <> 'DELETE' then
         new_rec := to_jsonb(new) operator(pg_catalog.-) excluded;

@@ -11,7 +11,7 @@
 -- by row with ENABLE ALWAYS triggers: a logical replication subscriber's apply worker
 -- (session_replication_role = replica) fires only those, and only row-level ones.
 -- Where audit.record_version is a Citus distributed table (op.distribute_audit()), every
--- table is tracked row by row by audit.citus_row_change (citus_row_change.sql says why),
+-- table is tracked by audit.citus_row_change (citus_row_change.sql says why and how),
 -- whose first arguments are the table's oid, schema and name; citus.enable_unsafe_triggers,
 -- set while the triggers are made and put back after, lets Citus put them on the shards.
 create or replace function audit.enable_tracking_keys(target regclass, options text[])
@@ -199,7 +199,9 @@ begin
     -- 8 delete, 16 update, 32 truncate; all AFTER.
     if on_citus then
         wanted := array[
-            'audit_citus_row_change/29/audit.citus_row_change//',
+            'audit_citus_delete/8/audit.citus_row_change/audit_old/',
+            'audit_citus_insert/4/audit.citus_row_change//audit_new',
+            'audit_citus_update/17/audit.citus_row_change//',
             'audit_truncate/32/audit.record_truncate//'
         ];
     elsif statement_level then
