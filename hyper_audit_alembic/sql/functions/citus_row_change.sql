@@ -77,19 +77,41 @@ begin
         if nested is not null then
             perform set_config('citus.allow_nested_distributed_execution', 'on', true);
         end if;
-        insert into audit.record_version (
-            record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
-        )
-        select
-            case when tg_op = 'INSERT' then audit.to_record_id(table_oid, keys, n.rec) end,
-            case when tg_op = 'DELETE' then audit.to_record_id(table_oid, keys, n.rec) end,
-            tg_op::audit.operation,
-            table_oid,
-            tg_argv[1],
-            tg_argv[2],
-            case when tg_op = 'INSERT' then n.rec end,
-            case when tg_op = 'DELETE' then n.rec end
-        from unnest(records) as n (rec);
+        if cardinality(records) = 1 then
+            -- One row (the common single-row statement): an INSERT ... VALUES, which Citus
+            -- routes straight to the audit shard (INSERT ... SELECT goes through COPY).
+            new_rec := case when tg_op = 'INSERT' then records[1] end;
+            old_rec := case when tg_op = 'DELETE' then records[1] end;
+            insert into audit.record_version (
+                record_id, old_record_id, op, table_oid, table_schema, table_name,
+                record, old_record
+            )
+            values (
+                audit.to_record_id(table_oid, keys, new_rec),
+                audit.to_record_id(table_oid, keys, old_rec),
+                tg_op::audit.operation,
+                table_oid,
+                tg_argv[1],
+                tg_argv[2],
+                new_rec,
+                old_rec
+            );
+        else
+            insert into audit.record_version (
+                record_id, old_record_id, op, table_oid, table_schema, table_name,
+                record, old_record
+            )
+            select
+                case when tg_op = 'INSERT' then audit.to_record_id(table_oid, keys, n.rec) end,
+                case when tg_op = 'DELETE' then audit.to_record_id(table_oid, keys, n.rec) end,
+                tg_op::audit.operation,
+                table_oid,
+                tg_argv[1],
+                tg_argv[2],
+                case when tg_op = 'INSERT' then n.rec end,
+                case when tg_op = 'DELETE' then n.rec end
+            from unnest(records) as n (rec);
+        end if;
         if nested is not null then
             perform set_config('citus.allow_nested_distributed_execution', nested, true);
         end if;
