@@ -384,6 +384,34 @@ def test_history_of_a_record_is_routed_to_one_shard(citus_engine: sa.Engine) -> 
         assert "Task Count: 4" in plan, plan
 
 
+def test_a_tracked_distributed_table_can_be_renamed(citus_engine: sa.Engine) -> None:
+    """ALTER TABLE ... RENAME of a tracked distributed table works (the event trigger leaves
+    Citus-tracked tables alone); op.enable_tracking() then records under the new name."""
+    with citus_engine.begin() as connection:
+        run(connection, *ACC)
+    with citus_engine.begin() as connection:
+        install(connection, distribute=True)
+        run(connection, "select audit.enable_tracking('acc')")
+    with citus_engine.begin() as connection:
+        run(connection, "alter table acc rename to account")
+    with citus_engine.begin() as connection:
+        run(connection, "select audit.enable_tracking('account')")
+    with citus_engine.begin() as connection:
+        run(connection, "insert into account values (1, 1, 'a')")
+    with citus_engine.connect() as connection:
+        oid = connection.exec_driver_sql("select 'account'::regclass::oid::bigint").scalar()
+        assert audit_rows(connection) == [
+            expected(
+                oid,
+                "account",
+                "INSERT",
+                {"tenant": 1, "id": 1, "name": "a"},
+                None,
+                ["tenant", "id"],
+            )
+        ]
+
+
 def test_bad_input_on_a_cluster(citus_engine: sa.Engine) -> None:
     """A distributed table tracked before op.distribute_audit(), a reference table, and
     on_replica on a cluster: each one error naming the table and the fix."""

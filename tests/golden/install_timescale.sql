@@ -2183,11 +2183,7 @@ begin
             union all
             select i.inhrelid from touched join pg_inherits i on i.inhparent = touched.relid
         ) as r
-        join pg_trigger t on t.tgrelid = r.relid
-            and t.tgfoid in (
-                'audit.record_row_change()'::regprocedure,
-                'audit.citus_row_change()'::regprocedure
-            )
+        join pg_trigger t on t.tgrelid = r.relid and t.tgfoid = 'audit.record_row_change()'::regprocedure
     loop
         if cardinality(audit.primary_key_columns(changed)) = 0 then
             raise exception using

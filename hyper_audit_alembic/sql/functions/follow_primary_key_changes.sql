@@ -2,6 +2,9 @@
 -- deferrable, or when it joins an inheritance hierarchy (then it is tracked row by row),
 -- and refuses to leave a tracked table without a primary key. ALTER TABLE and CREATE
 -- TABLE (INHERITS, PARTITION OF) name the table, its parent or its child.
+-- Tables tracked by audit.citus_row_change (a Citus cluster) are not followed: at the end of
+-- an ALTER TABLE of a distributed table, the workers have not seen it yet (a rename), so
+-- the triggers could not be made anew there; op.enable_tracking() after the change does it.
 create or replace function audit.follow_primary_key_changes()
 returns event_trigger
 language plpgsql
@@ -25,11 +28,7 @@ begin
             union all
             select i.inhrelid from touched join pg_inherits i on i.inhparent = touched.relid
         ) as r
-        join pg_trigger t on t.tgrelid = r.relid
-            and t.tgfoid in (
-                'audit.record_row_change()'::regprocedure,
-                'audit.citus_row_change()'::regprocedure
-            )
+        join pg_trigger t on t.tgrelid = r.relid and t.tgfoid = 'audit.record_row_change()'::regprocedure
     loop
         if cardinality(audit.primary_key_columns(changed)) = 0 then
             raise exception using
