@@ -384,6 +384,33 @@ def test_history_of_a_record_is_routed_to_one_shard(citus_engine: sa.Engine) -> 
         assert "Task Count: 4" in plan, plan
 
 
+def test_the_partitioned_layout_is_distributed_with_its_partitions(citus_engine: sa.Engine) -> None:
+    """op.install_audit(partitioned=True), then op.distribute_audit(): the key becomes
+    (table_oid, id, ts), every partition is distributed, writes are recorded."""
+    with citus_engine.begin() as connection:
+        run(connection, *ACC)
+    with citus_engine.begin() as connection:
+        run(connection, *statements.install_statements(None, {}))
+        run(connection, *DistributeAuditOp().statements())
+        run(connection, "select audit.enable_tracking('acc')")
+    with citus_engine.begin() as connection:
+        run(connection, "insert into acc select g % 4, g, 'n' from generate_series(1, 8) g")
+    with citus_engine.connect() as connection:
+        assert (
+            connection.exec_driver_sql(
+                "select pg_get_constraintdef(oid) from pg_constraint"
+                " where conrelid = 'audit.record_version'::regclass and contype = 'p'"
+            ).scalar()
+            == "PRIMARY KEY (table_oid, id, ts)"
+        )
+        assert connection.exec_driver_sql(
+            "select bool_and(exists (select from citus_tables t"
+            " where t.table_name = i.inhrelid::regclass and t.citus_table_type = 'distributed'))"
+            " from pg_inherits i where i.inhparent = 'audit.record_version'::regclass"
+        ).scalar()
+        assert [row[0] for row in audit_rows(connection)] == ["INSERT"] * 8
+
+
 def test_a_tracked_distributed_table_can_be_renamed(citus_engine: sa.Engine) -> None:
     """ALTER TABLE ... RENAME of a tracked distributed table works (the event trigger leaves
     Citus-tracked tables alone); op.enable_tracking() then records under the new name."""
