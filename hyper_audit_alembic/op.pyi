@@ -163,3 +163,15 @@ def convert_audit_to_hypertable(
     chunks the rows move into; ``compress_after`` and ``retention`` add those policies.
     Does nothing but the policies when the table is a hypertable already.
     """
+
+def distribute_audit() -> None:
+    """Distribute the audit table over a Citus cluster, by ``table_oid``; run on the
+    coordinator after ``op.install_audit()``.
+
+    Its primary key becomes ``(table_oid, id)``; recorded rows move to the shards. Every
+    table tracked now, and every table ``op.enable_tracking()`` tracks from then on
+    (local or distributed), is tracked row by row by ``audit.citus_row_change``, which
+    writes the rows a single node writes (the coordinator's table oid, schema and name;
+    the same record ids) from whichever shard a change happens on. Idempotent. Needs
+    the citus extension in the database, with its workers added.
+    """

@@ -71,6 +71,7 @@ def directives() -> list[Directive]:
             run,
             render.render_convert,
         ),
+        Directive("distribute_audit", ops.DistributeAuditOp, run, render.render_distribute),
     ]
 
 

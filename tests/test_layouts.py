@@ -713,7 +713,7 @@ def test_autogenerate_refuses_a_layout_the_database_does_not_have(engine: sa.Eng
         (
             {"layout": "partitioned"},
             "hyper_audit: unknown key 'layout' in context.configure(hyper_audit=...); the keys "
-            "are 'timescale' and 'partitioned'",
+            "are 'timescale', 'partitioned' and 'citus'",
         ),
         (
             {"timescale": {"compress": "30 days"}},

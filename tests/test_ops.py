@@ -361,6 +361,7 @@ def test_sql_files_are_known() -> None:
     assert SQL_FILES == [
         "adopt_finish",
         "adopt_prepare",
+        "citus_distribute",
         "drop_history",
         *functions,
         "indexes",

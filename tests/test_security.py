@@ -366,8 +366,10 @@ def test_functions_that_run_as_their_owner_pin_the_search_path(db: Db) -> None:
     # trigger's function, the snapshot (version 4: it writes audit rows; it checks that
     # the acting role owns the table or is the audit owner) and what version 5 lets a
     # granted sealer, verifier or redactor do without rights on the audit tables (their
-    # helpers run as the caller: only these call them).
+    # helpers run as the caller: only these call them). On a Citus cluster the audit
+    # trigger function is audit.citus_row_change (test_citus.py).
     assert {function for _, function in audit_triggers(db)} | {
+        "audit.citus_row_change()",
         "audit.follow_primary_key_changes()",
         "audit.snapshot_batch(regclass,integer)",
         "audit.seal()",

@@ -43,20 +43,27 @@ select
 # Our tracked tables (with the key columns and whether a migration tracked them), and the
 # tables the reference design's triggers track (ours is false). Triggers are known by their
 # function, never by name alone: anyone with TRIGGER on a table can name one audit_truncate.
+# On Citus (audit.citus_row_change) the table's oid, schema and name come before the key
+# columns; the shards' copies of the triggers (named audit_citus_insert_<shard id> ..., on a
+# coordinator that holds shards) are not tables of the application.
 _TRACKED = f"""
-select n.nspname, c.relname, t.tgargs, p.proname = 'record_row_change',
+select n.nspname, c.relname, t.tgargs,
+    p.proname in ('record_row_change', 'citus_row_change'),
     exists (
         select from pg_catalog.pg_trigger m
         where m.tgrelid = t.tgrelid and m.tgname = 'audit_truncate'
             and m.tgfoid = to_regprocedure('audit.record_truncate()')
             and pg_catalog.obj_description(m.oid, 'pg_trigger') = '{TRACKED_BY_MIGRATION}'
-    )
+    ),
+    p.proname = 'citus_row_change'
 from pg_catalog.pg_trigger t
 join pg_catalog.pg_class c on c.oid = t.tgrelid
 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
 join pg_catalog.pg_proc p on p.oid = t.tgfoid
 join pg_catalog.pg_namespace pn on pn.oid = p.pronamespace
 where pn.nspname = 'audit' and p.proname = 'record_row_change'
+    or pn.nspname = 'audit' and p.proname = 'citus_row_change'
+        and t.tgname in ('audit_citus_insert', 'audit_citus_delete', 'audit_citus_update')
     or t.tgfoid in ({_REFERENCE_FUNCTIONS})
 """
 
@@ -100,20 +107,22 @@ class AuditState:
         return self.options.get((schema, table_name), NO_OPTIONS)
 
 
-def _arguments(tgargs: bytes) -> list[str]:
-    return [arg.decode("utf-8") for arg in bytes(tgargs).split(b"\x00")[:-1]]
+def _arguments(tgargs: bytes, citus: bool = False) -> list[str]:
+    """The trigger arguments; on Citus without the table's oid, schema and name first."""
+    args = [arg.decode("utf-8") for arg in bytes(tgargs).split(b"\x00")[:-1]]
+    return args[3:] if citus else args
 
 
-def _key_columns(tgargs: bytes) -> tuple[str, ...]:
+def _key_columns(tgargs: bytes, citus: bool = False) -> tuple[str, ...]:
     """The key columns: the trigger arguments before the empty one that starts the options."""
-    args = _arguments(tgargs)
+    args = _arguments(tgargs, citus)
     return tuple(args[: args.index("")] if "" in args else args)
 
 
-def _options(tgargs: bytes) -> TrackingOptions:
+def _options(tgargs: bytes, citus: bool = False) -> TrackingOptions:
     """The options after the empty argument: 'exclude=<column>' ..., 'skip_unchanged',
     'on_replica'."""
-    args = _arguments(tgargs)
+    args = _arguments(tgargs, citus)
     if "" not in args:
         return NO_OPTIONS
     rest = args[args.index("") + 1 :]
@@ -134,13 +143,13 @@ def read_audit_state(connection: Connection) -> AuditState:
     options: dict[tuple[str, str], TrackingOptions] = {}
     marked: set[tuple[str, str]] = set()
     reference_tracked: set[tuple[str, str]] = set()
-    for schema, table, args, ours, by_migration in connection.exec_driver_sql(_TRACKED):
+    for schema, table, args, ours, by_migration, citus in connection.exec_driver_sql(_TRACKED):
         if not ours:
             reference_tracked.add((schema, table))
             continue
-        tracked[(schema, table)] = _key_columns(args)
-        if _options(args) != NO_OPTIONS:
-            options[(schema, table)] = _options(args)
+        tracked[(schema, table)] = _key_columns(args, citus)
+        if _options(args, citus) != NO_OPTIONS:
+            options[(schema, table)] = _options(args, citus)
         if by_migration:
             marked.add((schema, table))
     complete: set[tuple[str, str]] = set()
@@ -197,6 +206,26 @@ select
      order by proc_schema = 'audit' desc, job_id
      limit 1)
 """
+
+
+_CITUS = """
+select
+    exists (select from pg_catalog.pg_extension e where e.extname = 'citus'),
+    pg_catalog.to_regprocedure('audit.citus_kind(regclass)') is not null
+        and pg_catalog.to_regclass('audit.record_version') is not null
+"""
+
+
+def read_citus(connection: Connection) -> tuple[bool, bool]:
+    """Whether the citus extension is installed, and whether audit.record_version is a
+    distributed table (op.distribute_audit()): at most two catalog queries."""
+    installed, can_ask = connection.execute(text(_CITUS)).one()
+    if not installed or not can_ask:
+        return bool(installed), False
+    kind = connection.execute(
+        text("select audit.citus_kind(cast('audit.record_version' as regclass))")
+    ).scalar()
+    return True, kind == "distributed"
 
 
 @dataclass(frozen=True)

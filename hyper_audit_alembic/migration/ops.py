@@ -14,6 +14,7 @@ every op works the same online and in offline (``--sql``) mode.
   (and autogenerate's :class:`ResyncTrackingOp`);
 - how ``audit.record_version`` keeps years of history: ``set_audit_timescale_policy``,
   ``set_audit_partitioning``, ``convert_audit_to_hypertable``;
+- a Citus cluster: ``distribute_audit``;
 - the audit schema across releases and installs: ``upgrade_audit``,
   ``downgrade_audit``, ``adopt_audit``, ``unadopt_audit``. ``upgrade_audit`` runs
   ``sql/steps/<n>.sql`` for each version after ``from_version``, then the current
@@ -604,6 +605,43 @@ class ConvertAuditToHypertableOp(MigrateOperation):
 
     def to_diff_tuple(self) -> tuple[Any, ...]:
         return ("convert_audit_to_hypertable", tuple(sorted(self.options.given().items())))
+
+
+class DistributeAuditOp(MigrateOperation):
+    """Make audit.record_version a Citus distributed table and track every tracked table
+    with the Citus write path (sql/citus_distribute.sql)."""
+
+    caller = "op.distribute_audit"
+
+    def __init__(self, undoing: bool = False) -> None:
+        # The reverse autogenerate writes into a downgrade: a comment, no SQL (a
+        # distributed audit table goes back to the coordinator only by hand).
+        self.undoing = undoing
+
+    @classmethod
+    def distribute_audit(cls, operations: Operations) -> None:
+        """Distribute the audit table over a Citus cluster, by ``table_oid``; run on the
+        coordinator after ``op.install_audit()``.
+
+        Its primary key becomes ``(table_oid, id)``; recorded rows move to the shards. Every
+        table tracked now, and every table ``op.enable_tracking()`` tracks from then on
+        (local or distributed), is tracked row by row by ``audit.citus_row_change``, which
+        writes the rows a single node writes (the coordinator's table oid, schema and name;
+        the same record ids) from whichever shard a change happens on. Idempotent. Needs
+        the citus extension in the database, with its workers added.
+        """
+        operations.invoke(cls())
+
+    def statements(self) -> list[str]:
+        return [] if self.undoing else list(sql.statements("citus_distribute"))
+
+    def reverse(self) -> DistributeAuditOp:
+        """Nothing to run: a downgrade keeps the audit table distributed (its renderer
+        writes a comment saying how to undo it by hand)."""
+        return DistributeAuditOp(undoing=not self.undoing)
+
+    def to_diff_tuple(self) -> tuple[str, ...]:
+        return ("distribute_audit", *(("undoing",) if self.undoing else ()))
 
 
 class UpgradeAuditOp(MigrateOperation):

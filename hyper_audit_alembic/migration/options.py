@@ -324,11 +324,11 @@ def declared_layout(
             f"hyper_audit: {where} takes a dict such as {{'timescale': {{...}}}} or "
             f"{{'partitioned': {{...}}}}, not {declared!r}"
         )
-    unknown = sorted(set(declared) - {"timescale", "partitioned"})
+    unknown = sorted(set(declared) - {"timescale", "partitioned", "citus"})
     if unknown:
         raise AuditOperationError(
             f"hyper_audit: unknown key {', '.join(map(repr, unknown))} in {where}; "
-            f"the keys are 'timescale' and 'partitioned'"
+            f"the keys are 'timescale', 'partitioned' and 'citus'"
         )
     try:
         return install_options(declared.get("timescale"), declared.get("partitioned"))
@@ -336,6 +336,25 @@ def declared_layout(
         raise AuditOperationError(
             str(exc).replace("op.install_audit", f"hyper_audit: {where}")
         ) from exc
+
+
+def declared_citus(opts: Mapping[str, Any]) -> bool:
+    """Whether env.py declares the audit table distributed over a Citus cluster:
+    ``context.configure(hyper_audit={"citus": True})`` (op.distribute_audit())."""
+    timescale, _ = declared_layout(opts)  # checks the keys
+    declared = opts.get(CONFIG_KEY) or {}
+    citus = declared.get("citus", False)
+    if not isinstance(citus, bool):
+        raise AuditOperationError(
+            f"hyper_audit: context.configure({CONFIG_KEY}={{'citus': ...}}) takes True or "
+            f"False, not {citus!r}"
+        )
+    if citus and timescale is not None:
+        raise AuditOperationError(
+            f"hyper_audit: context.configure({CONFIG_KEY}=...) declares both 'citus' and "
+            f"'timescale': Citus cannot distribute a hypertable; keep one of them"
+        )
+    return citus
 
 
 def declared_install_options(opts: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         AlterTrackingOp,
         ConvertAuditToHypertableOp,
         DisableTrackingOp,
+        DistributeAuditOp,
         DowngradeAuditOp,
         EnableTrackingOp,
         InstallAuditOp,
@@ -78,6 +79,19 @@ def render_alter_layout(autogen_context: AutogenContext, op: AlterLayoutOp) -> s
 
 def render_convert(autogen_context: AutogenContext, op: ConvertAuditToHypertableOp) -> str:
     return directive_call(autogen_context, "convert_audit_to_hypertable", *op.arguments())
+
+
+#: What a downgrade says in place of undoing op.distribute_audit().
+KEEP_DISTRIBUTED = (
+    "# op.distribute_audit() is not undone: the audit table stays distributed (by hand: "
+    "select undistribute_table('audit.record_version'), then op.enable_tracking() again)"
+)
+
+
+def render_distribute(autogen_context: AutogenContext, op: DistributeAuditOp) -> str:
+    if op.undoing:
+        return KEEP_DISTRIBUTED
+    return directive_call(autogen_context, "distribute_audit")
 
 
 def render_version_change(

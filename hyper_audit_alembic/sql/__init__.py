@@ -53,6 +53,8 @@ FUNCTIONS = (
     "record_row_change",
     "record_key_change",
     "record_truncate",
+    "citus_row_change",
+    "citus_kind",
     "is_tracking_function",
     "records_every_change",
     "trigger_arguments",

@@ -11,7 +11,8 @@ begin
             where t.tgfoid in (
                 to_regprocedure('audit.record_row_change()'),
                 to_regprocedure('audit.record_key_change()'),
-                to_regprocedure('audit.record_truncate()')
+                to_regprocedure('audit.record_truncate()'),
+                to_regprocedure('audit.citus_row_change()')
             )
         loop
             perform audit.disable_tracking(tracked);
@@ -151,6 +152,10 @@ drop function if exists audit.record_row_change();
 drop function if exists audit.record_key_change();
 
 drop function if exists audit.record_truncate();
+
+drop function if exists audit.citus_row_change();
+
+drop function if exists audit.citus_kind(regclass);
 
 drop function if exists audit.is_tracking_function(oid);
 

@@ -16,9 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from alembic.util import CommandError, DispatchPriority, PriorityDispatchResult
 
-from ..catalog import LayoutState, read_layout
-from ..ops import AlterLayoutOp, SetAuditPartitioningOp, SetAuditTimescalePolicyOp
-from ..options import PARTITION_DEFAULTS, UNCHANGED, declared_layout
+from ..catalog import LayoutState, read_citus, read_layout
+from ..ops import (
+    AlterLayoutOp,
+    DistributeAuditOp,
+    SetAuditPartitioningOp,
+    SetAuditTimescalePolicyOp,
+)
+from ..options import PARTITION_DEFAULTS, UNCHANGED, declared_citus, declared_layout
 from .run import log, run_of
 
 if TYPE_CHECKING:
@@ -41,6 +46,7 @@ def compare_layout(
     if run_of(autogen_context).state.installed:
         found = len(upgrade_ops.ops)
         _propose_layout_changes(autogen_context, upgrade_ops)
+        _propose_distribution(autogen_context, upgrade_ops)
         for layout_op in upgrade_ops.ops[found:]:
             if isinstance(layout_op, AlterLayoutOp):
                 log.info(
@@ -122,3 +128,23 @@ def _propose_layout_changes(autogen_context: AutogenContext, upgrade_ops: Upgrad
     new, existing = _differences(wanted, state, intervals)
     if new:
         upgrade_ops.ops.append(SetAuditPartitioningOp(new, existing))
+
+
+def _propose_distribution(autogen_context: AutogenContext, upgrade_ops: UpgradeOps) -> None:
+    """op.distribute_audit() where env.py declares ``hyper_audit={"citus": True}`` and the
+    installed audit table is not distributed yet; an error where Citus is missing. A
+    distributed audit table that env.py does not declare is left alone (undistributing is
+    a migration to write by hand)."""
+    if not declared_citus(autogen_context.opts):
+        return
+    assert autogen_context.connection is not None
+    citus_installed, distributed = read_citus(autogen_context.connection)
+    if not citus_installed:
+        raise CommandError(
+            "hyper_audit: env.py declares hyper_audit={'citus': True}, but the citus extension "
+            "is not installed in this database. Create it (and add the workers) first, or "
+            "remove 'citus' from env.py."
+        )
+    if not distributed:
+        upgrade_ops.ops.append(DistributeAuditOp())
+        log.info("Detected audit table to distribute over the Citus cluster")

@@ -28,8 +28,8 @@ from ..flag import (
     is_flagged,
     owning_mappers,
 )
-from ..ops import InstallAuditOp
-from ..options import TrackingOptions, declared_install_options
+from ..ops import DistributeAuditOp, InstallAuditOp
+from ..options import TrackingOptions, declared_citus, declared_install_options
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -59,6 +59,8 @@ class AutogenerateRun:
     install_into: UpgradeOps | None = None
     #: op.install_audit()'s layout options, as env.py declares them.
     install_options: dict[str, Any] = field(default_factory=dict)
+    #: env.py declares the audit table distributed (hyper_audit={"citus": True}).
+    distribute: bool = False
     install_at: int = 0
     install_added: bool = False
 
@@ -67,6 +69,9 @@ class AutogenerateRun:
         if self.state.installed or self.install_added or self.install_into is None:
             return
         self.install_into.ops.insert(self.install_at, InstallAuditOp(**self.install_options))
+        if self.distribute:
+            # Before any op.enable_tracking(), which then takes the Citus write path.
+            self.install_into.ops.insert(self.install_at + 1, DistributeAuditOp())
         self.install_added = True
         log.info("Detected audit schema install")
 
@@ -119,6 +124,7 @@ def run_of(autogen_context: AutogenContext) -> AutogenerateRun:
             (t.schema, t.name) for t in flagged_tables if flagged_snapshot(t, owners.get(t))
         ),
         install_options=declared_install_options(autogen_context.opts),
+        distribute=declared_citus(autogen_context.opts),
     )
     _runs[autogen_context] = found
     return found

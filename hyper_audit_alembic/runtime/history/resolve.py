@@ -44,6 +44,8 @@ class ResolvedTable:
     columns: tuple[str, ...]  # all columns, in column-number order (when known)
     own_oids: tuple[int, ...]  # every row under these oids is this table's
     shared_oids: tuple[int, ...]  # only the rows recorded under schema.name are
+    #: audit.record_version is a Citus distributed table (op.distribute_audit()).
+    distributed: bool = False
 
     @property
     def oids(self) -> tuple[int, ...]:
@@ -60,15 +62,25 @@ class ResolvedTable:
         ours = sa.and_(rv.table_schema == self.schema, rv.table_name == self.name)
         conditions: list[sa.ColumnElement[bool]] = []
         if self.current_oid is not None:
-            other_relation = (
-                sa.select(sa.literal(1))
-                .select_from(
-                    _PG_CLASS.join(_PG_NAMESPACE, _PG_NAMESPACE.c.oid == _PG_CLASS.c.relnamespace)
-                )
-                .where(_PG_CLASS.c.relname == rv.table_name)
-                .where(_PG_NAMESPACE.c.nspname == rv.table_schema)
-                .exists()
+            relations = _PG_CLASS.join(
+                _PG_NAMESPACE, _PG_NAMESPACE.c.oid == _PG_CLASS.c.relnamespace
             )
+            other_relation: sa.ColumnElement[bool]
+            if self.distributed:
+                # Citus joins no local table (pg_class) to a distributed one in a correlated
+                # subquery; it runs an uncorrelated one first, then routes the query by
+                # table_oid to the one shard that holds this table's rows.
+                other_relation = sa.tuple_(rv.table_schema, rv.table_name).in_(
+                    sa.select(_PG_NAMESPACE.c.nspname, _PG_CLASS.c.relname).select_from(relations)
+                )
+            else:
+                other_relation = (
+                    sa.select(sa.literal(1))
+                    .select_from(relations)
+                    .where(_PG_CLASS.c.relname == rv.table_name)
+                    .where(_PG_NAMESPACE.c.nspname == rv.table_schema)
+                    .exists()
+                )
             conditions.append(
                 sa.and_(rv.table_oid == self.current_oid, sa.or_(ours, ~other_relation))
             )
@@ -105,7 +117,8 @@ _RESOLVE = sa.text(
             select array_agg(a.attname::text order by a.attnum)
             from pg_catalog.pg_attribute a
             where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-        )
+        ),
+        exists (select from pg_catalog.pg_extension e where e.extname = 'citus')
     from pg_catalog.pg_class c
     join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where c.oid = pg_catalog.to_regclass(:qualified)
@@ -146,6 +159,35 @@ _OIDS = sa.text(
         limit 1
     ) last_row
     where o.table_oid is not null
+    """
+)
+
+
+# Whether audit.record_version is a Citus distributed table (asked only where the citus
+# extension is installed: pg_dist_partition exists only then).
+_CITUS_EXTENSION = sa.text(
+    "select exists (select from pg_catalog.pg_extension e where e.extname = 'citus')"
+)
+_DISTRIBUTED = sa.text(
+    "select exists (select from pg_catalog.pg_dist_partition p"
+    " where p.logicalrelid = pg_catalog.to_regclass('audit.record_version'))"
+)
+
+# The oids of a distributed audit table (Citus plans no recursive CTE over it), with the
+# names of each oid's first and last audit row by id: grouped by the distribution column,
+# so each shard answers for its own oids, but every audit row is read. Used only for a table
+# that no longer exists; an existing table's history is its current oid's, on one shard.
+_OIDS_DISTRIBUTED = sa.text(
+    """
+    select
+        r.table_oid::bigint,
+        exists (select from pg_catalog.pg_class c where c.oid = r.table_oid),
+        (pg_catalog.array_agg(r.table_schema::text order by r.id))[1],
+        (pg_catalog.array_agg(r.table_name::text order by r.id))[1],
+        (pg_catalog.array_agg(r.table_schema::text order by r.id desc))[1],
+        (pg_catalog.array_agg(r.table_name::text order by r.id desc))[1]
+    from audit.record_version r
+    group by r.table_oid
     """
 )
 
@@ -248,10 +290,11 @@ def resolve(session: Session, table: ModelTable, *, with_oids: bool = True) -> R
         _RESOLVE, {"qualified": qualified_name(table.name, table.schema)}
     ).one_or_none()
     if found is not None:
-        current_oid, schema, name, key, all_columns = found
+        current_oid, schema, name, key, all_columns, citus = found
         key_columns = tuple(key or ())
         columns = tuple(all_columns or ())
     else:
+        citus = session.execute(_CITUS_EXTENSION).scalar()
         current_oid = None
         columns = tuple(sorted(table.column_order, key=table.column_order.__getitem__))
         name = table.name
@@ -264,7 +307,15 @@ def resolve(session: Session, table: ModelTable, *, with_oids: bool = True) -> R
             )
     own: list[int] = [] if current_oid is None else [current_oid]
     shared: list[int] = []
-    found_oids = session.execute(_OIDS) if with_oids else ()
+    oids_query = _OIDS
+    distributed = bool(citus) and bool(session.execute(_DISTRIBUTED).scalar())
+    if with_oids and distributed:
+        # A distributed audit table (op.distribute_audit()): an existing table's history
+        # is its current oid's, so that each lookup goes to the one shard holding it
+        # (rows under an oid from before a dump and restore are not followed there).
+        oids_query = _OIDS_DISTRIBUTED
+        with_oids = current_oid is None
+    found_oids = session.execute(oids_query) if with_oids else ()
     for oid, live, first_schema, first_name, last_schema, last_name in found_oids:
         if oid == current_oid:
             continue
@@ -274,7 +325,14 @@ def resolve(session: Session, table: ModelTable, *, with_oids: bool = True) -> R
         ):
             (shared if live else own).append(oid)
     return ResolvedTable(
-        str(schema), name, current_oid, key_columns, columns, tuple(own), tuple(shared)
+        str(schema),
+        name,
+        current_oid,
+        key_columns,
+        columns,
+        tuple(own),
+        tuple(shared),
+        distributed,
     )
 
 

@@ -1,7 +1,9 @@
 -- Drops every audit trigger of a table (of this version and earlier ones), and the
 -- key-change functions no trigger uses any more; true when there was a trigger. An audit
 -- trigger is one that calls an audit trigger function, whatever its name: a trigger of
--- another role under an audit trigger's name is never dropped.
+-- another role under an audit trigger's name is never dropped. Citus refuses DROP TRIGGER
+-- on a distributed table without citus.enable_unsafe_triggers: set while they are dropped
+-- from a Citus table, and put back after.
 create or replace function audit.drop_tracking_triggers(target regclass)
 returns boolean
 language plpgsql
@@ -12,7 +14,12 @@ declare
     trigger_name name;
     unused regprocedure;
     found_one boolean := false;
+    unsafe_triggers text := current_setting('citus.enable_unsafe_triggers', true);
+    on_citus boolean := audit.citus_kind(target) is not null;
 begin
+    if on_citus then
+        perform set_config('citus.enable_unsafe_triggers', 'on', true);
+    end if;
     for trigger_name in
         select t.tgname from pg_trigger t
         where t.tgrelid = target and not t.tgisinternal
@@ -22,6 +29,9 @@ begin
         execute 'drop trigger ' || quote_ident(trigger_name) || ' on ' || target::text;
         found_one := true;
     end loop;
+    if on_citus then
+        perform set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
+    end if;
     for unused in
         select p.oid::regprocedure from pg_proc p
         where p.pronamespace = 'audit'::regnamespace

@@ -10,6 +10,10 @@
 -- The option 'on_replica' (op.enable_tracking(..., on_replica=True)) tracks the table row
 -- by row with ENABLE ALWAYS triggers: a logical replication subscriber's apply worker
 -- (session_replication_role = replica) fires only those, and only row-level ones.
+-- Where audit.record_version is a Citus distributed table (op.distribute_audit()), every
+-- table is tracked by audit.citus_row_change (citus_row_change.sql says why and how),
+-- whose first arguments are the table's oid, schema and name; citus.enable_unsafe_triggers,
+-- set while the triggers are made and put back after, lets Citus put them on the shards.
 create or replace function audit.enable_tracking_keys(target regclass, options text[])
 returns void
 language plpgsql
@@ -28,6 +32,11 @@ declare
     wanted text[];
     truncate_comment text;
     unsafe record;
+    target_kind text := audit.citus_kind(target);
+    unsafe_triggers text := current_setting('citus.enable_unsafe_triggers', true);
+    on_citus boolean := coalesce(
+        audit.citus_kind('audit.record_version'::regclass) = 'distributed', false
+    );
 begin
     select c.relkind into relation_kind from pg_class c where c.oid = target;
     if relation_kind is distinct from 'r' then
@@ -55,12 +64,47 @@ begin
     -- Version 4: the column renames and drops since the table's columns were last seen
     -- (this is also the event trigger's way after ALTER TABLE), and whether its trail is
     -- complete (audit.trail_complete_since): before the triggers are (re)made.
+    -- Citus: a reference table's triggers fire on each of its copies (one audit row per
+    -- node); a Citus table's triggers fire on its shards, which write only into a
+    -- distributed audit table.
+    if target_kind = 'reference' then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = 'audit.enable_tracking: ' || target::text || ' is a Citus reference '
+                || 'table, whose triggers fire on every node (one audit row per copy)',
+            hint = 'Track a distributed or a local table; or undistribute_table('
+                || quote_literal(target::text) || ') first.';
+    end if;
+    if target_kind is not null and not on_citus then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = 'audit.enable_tracking: ' || target::text || ' is a Citus table, but '
+                || 'audit.record_version is not distributed, so its shards cannot write '
+                || 'audit rows',
+            hint = 'Run op.distribute_audit() first (in this migration or an earlier one).';
+    end if;
+    if on_citus and on_replica then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = 'audit.enable_tracking: on_replica cannot track ' || target::text
+                || ': audit.record_version is a Citus distributed table',
+            hint = 'Track ' || target::text || ' without on_replica.';
+    end if;
     perform audit.record_column_changes(target);
     perform audit.note_trail_start(target);
 
     trigger_args := pkey_cols;
     if cardinality(options) > 0 then
         trigger_args := trigger_args || array[''] || options;
+    end if;
+    if on_citus then
+        -- The table as the audit rows name it, whichever shard the trigger fires on.
+        trigger_args := array[
+            target::oid::text,
+            (select n.nspname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                where c.oid = target),
+            (select c.relname::text from pg_class c where c.oid = target)
+        ] || trigger_args;
     end if;
     args := audit.trigger_arguments(trigger_args);
 
@@ -136,7 +180,7 @@ begin
     -- may then appear twice. And the table's statements must touch exactly its own rows
     -- (no inheritance, not a partition). Other tables are tracked row by row.
     -- On a subscriber (on_replica), only row-level triggers fire.
-    statement_level := not on_replica
+    statement_level := not on_replica and not on_citus
         and not exists (
             select from pg_inherits i where i.inhrelid = target or i.inhparent = target
         )
@@ -153,7 +197,14 @@ begin
     -- The triggers wanted, as name/type/function/old table/new table, each with the key
     -- columns as arguments (audit_truncate has none). tgtype bits: 1 row, 4 insert,
     -- 8 delete, 16 update, 32 truncate; all AFTER.
-    if statement_level then
+    if on_citus then
+        wanted := array[
+            'audit_citus_delete/8/audit.citus_row_change/audit_old/',
+            'audit_citus_insert/4/audit.citus_row_change//audit_new',
+            'audit_citus_update/17/audit.citus_row_change//',
+            'audit_truncate/32/audit.record_truncate//'
+        ];
+    elsif statement_level then
         key_changed := audit.key_change_function(pkey_cols, false);
         wanted := array[
             'audit_delete/8/audit.record_row_change/audit_old/',
@@ -210,6 +261,9 @@ begin
         where t.tgrelid = target and t.tgname = 'audit_truncate'
             and t.tgfoid = 'audit.record_truncate()'::regprocedure
     );
+    if target_kind is not null then
+        perform set_config('citus.enable_unsafe_triggers', 'on', true);
+    end if;
     perform audit.drop_tracking_triggers(target);
 
     foreach wanted_name in array array(select split_part(w, '/', 1) from unnest(wanted) as w)
@@ -232,6 +286,9 @@ begin
     if truncate_comment is not null then
         execute 'comment on trigger audit_truncate on ' || target::text || ' is '
             || quote_literal(truncate_comment);
+    end if;
+    if target_kind is not null then
+        perform set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
     end if;
 end
 $$;

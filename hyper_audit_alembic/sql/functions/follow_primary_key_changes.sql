@@ -2,6 +2,9 @@
 -- deferrable, or when it joins an inheritance hierarchy (then it is tracked row by row),
 -- and refuses to leave a tracked table without a primary key. ALTER TABLE and CREATE
 -- TABLE (INHERITS, PARTITION OF) name the table, its parent or its child.
+-- Tables tracked by audit.citus_row_change (a Citus cluster) are not followed: at the end of
+-- an ALTER TABLE of a distributed table, the workers have not seen it yet (a rename), so
+-- the triggers could not be made anew there; op.enable_tracking() after the change does it.
 create or replace function audit.follow_primary_key_changes()
 returns event_trigger
 language plpgsql

@@ -12,7 +12,8 @@ as $$
     select function_oid in (
         'audit.record_row_change()'::regprocedure,
         'audit.record_key_change()'::regprocedure,
-        'audit.record_truncate()'::regprocedure
+        'audit.record_truncate()'::regprocedure,
+        'audit.citus_row_change()'::regprocedure
     )
 $$;
 

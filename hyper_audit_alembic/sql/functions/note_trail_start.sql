@@ -10,6 +10,7 @@
 --   every row it will hold is recorded. Before it is taken for empty, a SHARE lock waits
 --   for writers in flight, so that "no row" includes them, and holds new ones until this
 --   transaction ends (a table that has rows is not locked).
+-- ("select 1": Citus cannot plan a distributed "select from" without columns.)
 -- row_security = off: a table whose rows a policy hides from this role is never taken for
 -- empty (the check fails, and is skipped like one this role may not read or lock).
 create or replace function audit.note_trail_start(target regclass)
@@ -39,10 +40,10 @@ begin
     end if;
     begin
         -- Rows seen without the lock: not empty, and no lock taken.
-        execute 'select not exists (select from only ' || target::text || ')' into empty;
+        execute 'select not exists (select 1 from only ' || target::text || ')' into empty;
         if empty then
             execute 'lock table only ' || target::text || ' in share mode';
-            execute 'select not exists (select from only ' || target::text || ')' into empty;
+            execute 'select not exists (select 1 from only ' || target::text || ')' into empty;
         end if;
     exception when insufficient_privilege then
         return;

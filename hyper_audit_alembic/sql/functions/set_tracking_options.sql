@@ -13,7 +13,11 @@ as $$
 begin
     if exists (
         select from pg_trigger t
-        where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
+        where t.tgrelid = target
+            and t.tgfoid in (
+                'audit.record_row_change()'::regprocedure,
+                'audit.citus_row_change()'::regprocedure
+            )
     ) then
         perform audit.enable_tracking_keys(target, options);
     end if;

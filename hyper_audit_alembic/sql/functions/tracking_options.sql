@@ -1,5 +1,6 @@
 -- The option arguments of a tracked table's triggers (after the separator), '{}' if none.
--- Read from a trigger that calls audit.record_row_change(), whatever its name: a trigger
+-- Read from a trigger that calls audit.record_row_change() (or, on Citus,
+-- audit.citus_row_change(), whose table oid, schema and name come before the key), whatever its name: a trigger
 -- of another role under an audit trigger's name cannot forge options.
 create or replace function audit.tracking_options(target regclass)
 returns text[]
@@ -14,7 +15,10 @@ begin
     found := audit.trigger_argument_list((
         select t.tgargs from pg_trigger t
         where t.tgrelid = target
-            and t.tgfoid = 'audit.record_row_change()'::regprocedure
+            and t.tgfoid in (
+                'audit.record_row_change()'::regprocedure,
+                'audit.citus_row_change()'::regprocedure
+            )
         order by t.tgname
         limit 1
     ));

@@ -20,6 +20,8 @@ declare
         ''
     );
     keys text[] := args[1:coalesce(array_position(args, '') - 1, cardinality(args))];
+    -- (audit_citus_*: the table's oid, schema and name come first; they have no
+    -- key-change condition, so keys is not used for them.)
     key_changed regprocedure;
     key_changed_name text;
 begin
@@ -50,6 +52,17 @@ begin
             'create trigger audit_row_change after insert or update or delete on '
             || target::text
             || ' for each row execute function audit.record_row_change(' || arg_list || ')'
+        when 'audit_citus_insert' then
+            'create trigger audit_citus_insert after insert on ' || target::text
+            || ' referencing new table as audit_new'
+            || ' for each statement execute function audit.citus_row_change(' || arg_list || ')'
+        when 'audit_citus_delete' then
+            'create trigger audit_citus_delete after delete on ' || target::text
+            || ' referencing old table as audit_old'
+            || ' for each statement execute function audit.citus_row_change(' || arg_list || ')'
+        when 'audit_citus_update' then
+            'create trigger audit_citus_update after update on ' || target::text
+            || ' for each row execute function audit.citus_row_change(' || arg_list || ')'
         when 'audit_truncate' then
             'create trigger audit_truncate after truncate on ' || target::text
             || ' for each statement execute function audit.record_truncate()'
