@@ -146,6 +146,43 @@ def test_enable_tracking_of_a_citus_table_without_citus_names_the_fix(engine: sa
     )
 
 
+def test_downgrade_to_5_refuses_while_a_table_is_tracked_the_citus_way(engine: sa.Engine) -> None:
+    """Version 5 knows no Citus: with a table tracked by audit.citus_row_change the
+    downgrade stops (55000) before changing anything; once it is gone, the downgrade goes
+    through and the Citus functions go with version 6."""
+    from hyper_audit_alembic import sql
+
+    with engine.begin() as connection:
+        install(connection, distribute=False)
+        run(
+            connection,
+            "create table b (id int primary key)",
+            "create trigger audit_citus_update after update on b for each row"
+            " execute function audit.citus_row_change('1', 'public', 'b', 'id')",
+        )
+    with engine.begin() as connection, pytest.raises(sa.exc.DBAPIError) as raised:
+        run(connection, *sql.downgrade_statements(6, 5))
+    assert raised.value.orig is not None
+    assert raised.value.orig.pgcode == "55000"  # type: ignore[attr-defined]
+    assert (
+        "audit schema downgrade to version 5: the audit trail is distributed with Citus"
+        " (op.distribute_audit()), which version 5 cannot keep" in str(raised.value)
+    )
+    with engine.begin() as connection:
+        assert connection.exec_driver_sql("select version from audit.schema_version").all() == [
+            (6,)
+        ]
+        run(connection, "drop trigger audit_citus_update on b")
+        run(connection, *sql.downgrade_statements(6, 5))
+        assert connection.exec_driver_sql("select version from audit.schema_version").all() == [
+            (5,)
+        ]
+        assert connection.exec_driver_sql(
+            "select to_regprocedure('audit.citus_row_change()'),"
+            " to_regprocedure('audit.citus_kind(regclass)')"
+        ).all() == [(None, None)]
+
+
 # -- a cluster ----------------------------------------------------------------------------
 
 

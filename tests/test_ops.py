@@ -362,6 +362,7 @@ def test_sql_files_are_known() -> None:
         "adopt_finish",
         "adopt_prepare",
         "citus_distribute",
+        "citus_remove",
         "drop_history",
         *functions,
         "indexes",

@@ -173,7 +173,16 @@ def downgrade_statements(from_version: int, to_version: int) -> list[str]:
     _check_versions(from_version, to_version, "downgrade")
     if from_version == to_version:
         return []
-    return [*_down_steps(from_version, to_version), *released_statements(to_version)]
+    return [
+        *_down_steps(from_version, to_version),
+        *released_statements(to_version),
+        *(
+            each
+            for version in range(from_version, to_version, -1)
+            for name in _AFTER_DOWNGRADE.get(version, ())
+            for each in statements(name)
+        ),
+    ]
 
 
 def _steps(from_version: int, to_version: int) -> list[str]:
@@ -202,6 +211,11 @@ def _down_steps(from_version: int, to_version: int) -> list[str]:
 #: What a downgrade step needs run after it, from a file another operation shares: version
 #: 5's retention job back to TimescaleDB's policy (uninstall_audit runs it too).
 _AFTER_DOWN_STEP: dict[int, tuple[str, ...]] = {5: ("retention_to_policy",)}
+
+#: What a downgrade through a version runs at its very end, after the released functions
+#: of the version it goes to replaced the newer ones: version 6's Citus functions, which
+#: the newer functions name until then.
+_AFTER_DOWNGRADE: dict[int, tuple[str, ...]] = {6: ("citus_remove",)}
 
 
 def _guard(direction: str, target: int, expected: int) -> str:

@@ -42,7 +42,24 @@ $hyper_audit$;
 do $$
 declare
     hypertable boolean := false;
+    distributed boolean := false;
 begin
+    if pg_catalog.to_regclass('pg_catalog.pg_dist_partition') is not null then
+        execute 'select exists (select from pg_catalog.pg_dist_partition p '
+            || 'where p.logicalrelid = pg_catalog.to_regclass(''audit.record_version''))'
+            into distributed;
+    end if;
+    if distributed or exists (
+        select from pg_catalog.pg_trigger t
+        where t.tgfoid = pg_catalog.to_regprocedure('audit.citus_row_change()')
+    ) then
+        raise exception using
+            errcode = 'object_not_in_prerequisite_state',
+            message = 'audit schema downgrade to version 5: the audit trail is distributed '
+                || 'with Citus (op.distribute_audit()), which version 5 cannot keep',
+            hint = 'Keep version 6, or undo op.distribute_audit() by hand first '
+                || '(docs/layouts-and-scaling.md, Citus).';
+    end if;
     if pg_catalog.to_regclass('_timescaledb_catalog.hypertable') is not null then
         execute 'select exists (select from _timescaledb_catalog.hypertable h '
             || 'where h.schema_name = ''audit'' and h.table_name = ''record_version'')'
@@ -3521,6 +3538,10 @@ begin
     end loop;
 end
 $$;
+
+drop function if exists audit.citus_row_change();
+
+drop function if exists audit.citus_kind(regclass);
 
 COMMIT;
 

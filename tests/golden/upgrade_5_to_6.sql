@@ -538,6 +538,153 @@ $$;
 
 revoke all on function audit.record_truncate() from public;
 
+create or replace function audit.citus_row_change()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set extra_float_digits = 1
+set bytea_output = 'hex'
+set DateStyle = 'ISO, MDY'
+set IntervalStyle = 'postgres'
+set TimeZone = 'UTC'
+set lc_monetary = 'C'
+as $$
+declare
+    new_rec jsonb;
+    old_rec jsonb;
+    table_oid oid := tg_argv[0]::oid;
+    sep integer := array_position(tg_argv, '');
+    keys text[] := tg_argv[3:coalesce(sep - 1, tg_nargs - 1)];
+    options text[] := case when sep is null then '{}' else tg_argv[sep + 1:tg_nargs - 1] end;
+    excluded text[] := array(
+        select substr(o.opt, 9) from unnest(options) as o (opt) where left(o.opt, 8) = 'exclude='
+    );
+    nested text := current_setting('citus.allow_nested_distributed_execution', true);
+    records jsonb[];
+begin
+    if tg_level = 'STATEMENT' then
+        if tg_op = 'INSERT' then
+            records := array(
+                select to_jsonb(r) operator(pg_catalog.-) excluded from audit_new as r
+            );
+        elsif tg_op = 'DELETE' then
+            records := array(
+                select to_jsonb(r) operator(pg_catalog.-) excluded from audit_old as r
+            );
+        else
+            raise exception using
+                errcode = 'triggered_action_exception',
+                message = 'audit.citus_row_change: fires for each statement on INSERT and DELETE'
+                    || ' only, for each row on UPDATE';
+        end if;
+        if cardinality(records) = 0 then
+            return null;
+        end if;
+        if nested is not null then
+            perform set_config('citus.allow_nested_distributed_execution', 'on', true);
+        end if;
+        if cardinality(records) = 1 then
+            -- One row (the common single-row statement): an INSERT ... VALUES, which Citus
+            -- routes straight to the audit shard (INSERT ... SELECT goes through COPY).
+            new_rec := case when tg_op = 'INSERT' then records[1] end;
+            old_rec := case when tg_op = 'DELETE' then records[1] end;
+            insert into audit.record_version (
+                record_id, old_record_id, op, table_oid, table_schema, table_name,
+                record, old_record
+            )
+            values (
+                audit.to_record_id(table_oid, keys, new_rec),
+                audit.to_record_id(table_oid, keys, old_rec),
+                tg_op::audit.operation,
+                table_oid,
+                tg_argv[1],
+                tg_argv[2],
+                new_rec,
+                old_rec
+            );
+        else
+            insert into audit.record_version (
+                record_id, old_record_id, op, table_oid, table_schema, table_name,
+                record, old_record
+            )
+            select
+                case when tg_op = 'INSERT' then audit.to_record_id(table_oid, keys, n.rec) end,
+                case when tg_op = 'DELETE' then audit.to_record_id(table_oid, keys, n.rec) end,
+                tg_op::audit.operation,
+                table_oid,
+                tg_argv[1],
+                tg_argv[2],
+                case when tg_op = 'INSERT' then n.rec end,
+                case when tg_op = 'DELETE' then n.rec end
+            from unnest(records) as n (rec);
+        end if;
+        if nested is not null then
+            perform set_config('citus.allow_nested_distributed_execution', nested, true);
+        end if;
+        return null;
+    end if;
+    if tg_op <> 'DELETE' then
+        new_rec := to_jsonb(new) operator(pg_catalog.-) excluded;
+    end if;
+    if tg_op <> 'INSERT' then
+        old_rec := to_jsonb(old) operator(pg_catalog.-) excluded;
+    end if;
+    if tg_op = 'UPDATE' and 'skip_unchanged' = any (options)
+        and new_rec operator(pg_catalog.=) old_rec
+    then
+        return null;
+    end if;
+    if nested is not null then
+        perform set_config('citus.allow_nested_distributed_execution', 'on', true);
+    end if;
+    insert into audit.record_version (
+        record_id, old_record_id, op, table_oid, table_schema, table_name, record, old_record
+    )
+    values (
+        audit.to_record_id(table_oid, keys, new_rec),
+        audit.to_record_id(table_oid, keys, old_rec),
+        tg_op::audit.operation,
+        table_oid,
+        tg_argv[1],
+        tg_argv[2],
+        new_rec,
+        old_rec
+    );
+    if nested is not null then
+        perform set_config('citus.allow_nested_distributed_execution', nested, true);
+    end if;
+    return null;
+end
+$$;
+
+revoke all on function audit.citus_row_change() from public;
+
+create or replace function audit.citus_kind(target regclass)
+returns text
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    kind text;
+begin
+    if to_regclass('pg_catalog.pg_dist_partition') is null then
+        return null;
+    end if;
+    execute 'select case'
+        || ' when p.partmethod = ''h'' then ''distributed'''
+        || ' when p.repmodel = ''t'' then ''reference'''
+        || ' when p.partmethod = ''n'' and p.colocationid <> 0 then ''distributed'''
+        || ' else ''local'' end'
+        || ' from pg_catalog.pg_dist_partition p where p.logicalrelid = $1'
+        into kind using target;
+    return kind;
+end
+$$;
+
+revoke all on function audit.citus_kind(regclass) from public;
+
 create or replace function audit.is_tracking_function(function_oid oid)
 returns boolean
 language sql
@@ -547,7 +694,8 @@ as $$
     select function_oid in (
         'audit.record_row_change()'::regprocedure,
         'audit.record_key_change()'::regprocedure,
-        'audit.record_truncate()'::regprocedure
+        'audit.record_truncate()'::regprocedure,
+        'audit.citus_row_change()'::regprocedure
     )
 $$;
 
@@ -561,19 +709,24 @@ set search_path = pg_catalog, pg_temp
 as $$
     select coalesce(bool_and(t.tgenabled in ('O', 'A')), false)
         and coalesce(bit_or(t.tgtype::integer) filter (
-            where t.tgfoid = 'audit.record_row_change()'::regprocedure), 0) & 28 = 28
+            where t.tgfoid in ('audit.record_row_change()'::regprocedure,
+                'audit.citus_row_change()'::regprocedure)), 0) & 28 = 28
         and bool_or(t.tgfoid = 'audit.record_truncate()'::regprocedure
             and t.tgtype::integer & 32 = 32)
-        and (
+        and coalesce(
             bool_and(t.tgtype::integer & 1 = 1)
                 filter (where t.tgfoid = 'audit.record_row_change()'::regprocedure)
             or bool_or(t.tgfoid = 'audit.record_key_change()'::regprocedure
                 and t.tgtype::integer & 17 = 17)
+            or bool_or(t.tgfoid = 'audit.citus_row_change()'::regprocedure
+                and t.tgtype::integer & 17 = 17),
+            false
         )
     from pg_trigger t
     where t.tgrelid = target and not t.tgisinternal
         and t.tgfoid in (
             'audit.record_row_change()'::regprocedure,
+            'audit.citus_row_change()'::regprocedure,
             'audit.record_key_change()'::regprocedure,
             'audit.record_truncate()'::regprocedure
         )
@@ -697,6 +850,8 @@ declare
         ''
     );
     keys text[] := args[1:coalesce(array_position(args, '') - 1, cardinality(args))];
+    -- (audit_citus_*: the table's oid, schema and name come first; they have no
+    -- key-change condition, so keys is not used for them.)
     key_changed regprocedure;
     key_changed_name text;
 begin
@@ -727,6 +882,17 @@ begin
             'create trigger audit_row_change after insert or update or delete on '
             || target::text
             || ' for each row execute function audit.record_row_change(' || arg_list || ')'
+        when 'audit_citus_insert' then
+            'create trigger audit_citus_insert after insert on ' || target::text
+            || ' referencing new table as audit_new'
+            || ' for each statement execute function audit.citus_row_change(' || arg_list || ')'
+        when 'audit_citus_delete' then
+            'create trigger audit_citus_delete after delete on ' || target::text
+            || ' referencing old table as audit_old'
+            || ' for each statement execute function audit.citus_row_change(' || arg_list || ')'
+        when 'audit_citus_update' then
+            'create trigger audit_citus_update after update on ' || target::text
+            || ' for each row execute function audit.citus_row_change(' || arg_list || ')'
         when 'audit_truncate' then
             'create trigger audit_truncate after truncate on ' || target::text
             || ' for each statement execute function audit.record_truncate()'
@@ -875,10 +1041,10 @@ begin
     end if;
     begin
         -- Rows seen without the lock: not empty, and no lock taken.
-        execute 'select not exists (select from only ' || target::text || ')' into empty;
+        execute 'select not exists (select 1 from only ' || target::text || ')' into empty;
         if empty then
             execute 'lock table only ' || target::text || ' in share mode';
-            execute 'select not exists (select from only ' || target::text || ')' into empty;
+            execute 'select not exists (select 1 from only ' || target::text || ')' into empty;
         end if;
     exception when insufficient_privilege then
         return;
@@ -910,6 +1076,11 @@ declare
     wanted text[];
     truncate_comment text;
     unsafe record;
+    target_kind text := audit.citus_kind(target);
+    unsafe_triggers text := current_setting('citus.enable_unsafe_triggers', true);
+    on_citus boolean := coalesce(
+        audit.citus_kind('audit.record_version'::regclass) = 'distributed', false
+    );
 begin
     select c.relkind into relation_kind from pg_class c where c.oid = target;
     if relation_kind is distinct from 'r' then
@@ -937,12 +1108,47 @@ begin
     -- Version 4: the column renames and drops since the table's columns were last seen
     -- (this is also the event trigger's way after ALTER TABLE), and whether its trail is
     -- complete (audit.trail_complete_since): before the triggers are (re)made.
+    -- Citus: a reference table's triggers fire on each of its copies (one audit row per
+    -- node); a Citus table's triggers fire on its shards, which write only into a
+    -- distributed audit table.
+    if target_kind = 'reference' then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = 'audit.enable_tracking: ' || target::text || ' is a Citus reference '
+                || 'table, whose triggers fire on every node (one audit row per copy)',
+            hint = 'Track a distributed or a local table; or undistribute_table('
+                || quote_literal(target::text) || ') first.';
+    end if;
+    if target_kind is not null and not on_citus then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = 'audit.enable_tracking: ' || target::text || ' is a Citus table, but '
+                || 'audit.record_version is not distributed, so its shards cannot write '
+                || 'audit rows',
+            hint = 'Run op.distribute_audit() first (in this migration or an earlier one).';
+    end if;
+    if on_citus and on_replica then
+        raise exception using
+            errcode = 'feature_not_supported',
+            message = 'audit.enable_tracking: on_replica cannot track ' || target::text
+                || ': audit.record_version is a Citus distributed table',
+            hint = 'Track ' || target::text || ' without on_replica.';
+    end if;
     perform audit.record_column_changes(target);
     perform audit.note_trail_start(target);
 
     trigger_args := pkey_cols;
     if cardinality(options) > 0 then
         trigger_args := trigger_args || array[''] || options;
+    end if;
+    if on_citus then
+        -- The table as the audit rows name it, whichever shard the trigger fires on.
+        trigger_args := array[
+            target::oid::text,
+            (select n.nspname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                where c.oid = target),
+            (select c.relname::text from pg_class c where c.oid = target)
+        ] || trigger_args;
     end if;
     args := audit.trigger_arguments(trigger_args);
 
@@ -1018,7 +1224,7 @@ begin
     -- may then appear twice. And the table's statements must touch exactly its own rows
     -- (no inheritance, not a partition). Other tables are tracked row by row.
     -- On a subscriber (on_replica), only row-level triggers fire.
-    statement_level := not on_replica
+    statement_level := not on_replica and not on_citus
         and not exists (
             select from pg_inherits i where i.inhrelid = target or i.inhparent = target
         )
@@ -1035,7 +1241,14 @@ begin
     -- The triggers wanted, as name/type/function/old table/new table, each with the key
     -- columns as arguments (audit_truncate has none). tgtype bits: 1 row, 4 insert,
     -- 8 delete, 16 update, 32 truncate; all AFTER.
-    if statement_level then
+    if on_citus then
+        wanted := array[
+            'audit_citus_delete/8/audit.citus_row_change/audit_old/',
+            'audit_citus_insert/4/audit.citus_row_change//audit_new',
+            'audit_citus_update/17/audit.citus_row_change//',
+            'audit_truncate/32/audit.record_truncate//'
+        ];
+    elsif statement_level then
         key_changed := audit.key_change_function(pkey_cols, false);
         wanted := array[
             'audit_delete/8/audit.record_row_change/audit_old/',
@@ -1092,6 +1305,9 @@ begin
         where t.tgrelid = target and t.tgname = 'audit_truncate'
             and t.tgfoid = 'audit.record_truncate()'::regprocedure
     );
+    if target_kind is not null then
+        perform set_config('citus.enable_unsafe_triggers', 'on', true);
+    end if;
     perform audit.drop_tracking_triggers(target);
 
     foreach wanted_name in array array(select split_part(w, '/', 1) from unnest(wanted) as w)
@@ -1114,6 +1330,9 @@ begin
     if truncate_comment is not null then
         execute 'comment on trigger audit_truncate on ' || target::text || ' is '
             || quote_literal(truncate_comment);
+    end if;
+    if target_kind is not null then
+        perform set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
     end if;
 end
 $$;
@@ -1143,7 +1362,12 @@ declare
     trigger_name name;
     unused regprocedure;
     found_one boolean := false;
+    unsafe_triggers text := current_setting('citus.enable_unsafe_triggers', true);
+    on_citus boolean := audit.citus_kind(target) is not null;
 begin
+    if on_citus then
+        perform set_config('citus.enable_unsafe_triggers', 'on', true);
+    end if;
     for trigger_name in
         select t.tgname from pg_trigger t
         where t.tgrelid = target and not t.tgisinternal
@@ -1153,6 +1377,9 @@ begin
         execute 'drop trigger ' || quote_ident(trigger_name) || ' on ' || target::text;
         found_one := true;
     end loop;
+    if on_citus then
+        perform set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
+    end if;
     for unused in
         select p.oid::regprocedure from pg_proc p
         where p.pronamespace = 'audit'::regnamespace
@@ -1371,7 +1598,10 @@ begin
     found := audit.trigger_argument_list((
         select t.tgargs from pg_trigger t
         where t.tgrelid = target
-            and t.tgfoid = 'audit.record_row_change()'::regprocedure
+            and t.tgfoid in (
+                'audit.record_row_change()'::regprocedure,
+                'audit.citus_row_change()'::regprocedure
+            )
         order by t.tgname
         limit 1
     ));
@@ -1394,7 +1624,11 @@ as $$
 begin
     if exists (
         select from pg_trigger t
-        where t.tgrelid = target and t.tgfoid = 'audit.record_row_change()'::regprocedure
+        where t.tgrelid = target
+            and t.tgfoid in (
+                'audit.record_row_change()'::regprocedure,
+                'audit.citus_row_change()'::regprocedure
+            )
     ) then
         perform audit.enable_tracking_keys(target, options);
     end if;
