@@ -42,6 +42,7 @@ from hyper_audit_alembic import (
     restore,
     revert_transaction,
     seal,
+    sql,
     table_as_of,
     verify,
 )
@@ -738,7 +739,7 @@ def test_cli_refusals(db: Db, db_url: str, tmp_path: Path) -> None:
 
 
 def test_an_older_audit_schema_is_one_line(db: Db, engine: sa.Engine, db_url: str) -> None:
-    run_online(engine, lambda op: op.downgrade_audit(from_version=5, to_version=4))
+    run_online(engine, lambda op: op.downgrade_audit(from_version=sql.SCHEMA_VERSION, to_version=4))
     older = (
         "this database has no {function}: its audit trail is older than audit schema "
         "version 5 (or not installed); upgrade it (op.upgrade_audit() in a migration)"
