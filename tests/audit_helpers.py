@@ -11,9 +11,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -434,3 +436,29 @@ SUPABASE_AUTH = """
     create function auth.role() returns text language sql stable
         as $$ select nullif(current_setting('request.jwt.claim.role', true), '') $$;
 """
+
+
+def missing_server_extension(title: str, extension: str, library: str) -> str | None:
+    """Why tests of a server extension (TimescaleDB, Citus) cannot run here, or None when
+    its control file and library are installed for the PostgreSQL the tests start."""
+    from hyper_audit_alembic.devtools.throwaway_postgres import find_bin_dir
+    from hyper_audit_alembic.errors import PostgresNotFound
+
+    try:
+        bin_dir = find_bin_dir()
+    except PostgresNotFound as exc:
+        return str(exc)
+    pg_config = bin_dir / "pg_config"
+    if not pg_config.exists():
+        return f"no pg_config beside {bin_dir / 'postgres'} to locate {title}"
+    found = subprocess.run(
+        [str(pg_config), "--sharedir", "--pkglibdir"], capture_output=True, text=True
+    )
+    if found.returncode != 0 or len(found.stdout.splitlines()) != 2:
+        return f"{pg_config} --sharedir --pkglibdir failed: {found.stderr or found.stdout}"
+    sharedir, pkglibdir = found.stdout.splitlines()
+    control = Path(sharedir) / "extension" / f"{extension}.control"
+    for needed in (control, Path(pkglibdir) / library):
+        if not needed.exists():
+            return f"{title} is not installed for the PostgreSQL in {bin_dir}: no {needed}"
+    return None

@@ -7,20 +7,17 @@ skips the test that asked for it, with the reason (like timescale_helpers.py).
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
+from audit_helpers import missing_server_extension
 
 from hyper_audit_alembic.devtools.throwaway_postgres import (
     FAST_SETTINGS,
     ThrowawayPostgres,
-    find_bin_dir,
 )
-from hyper_audit_alembic.errors import PostgresNotFound
 
 #: Server settings of each node: citus preloaded; shard counts small so that a test's
 #: statements touch several shards of each worker quickly.
@@ -37,23 +34,7 @@ CITUS_SETTINGS = {
 
 def missing_citus() -> str | None:
     """Why the Citus tests cannot run here, or None when they can."""
-    try:
-        bin_dir = find_bin_dir()
-    except PostgresNotFound as exc:
-        return str(exc)
-    pg_config = bin_dir / "pg_config"
-    if not pg_config.exists():
-        return f"no pg_config beside {bin_dir / 'postgres'} to locate Citus"
-    found = subprocess.run(
-        [str(pg_config), "--sharedir", "--pkglibdir"], capture_output=True, text=True
-    )
-    if found.returncode != 0 or len(found.stdout.splitlines()) != 2:
-        return f"{pg_config} --sharedir --pkglibdir failed: {found.stderr or found.stdout}"
-    sharedir, pkglibdir = found.stdout.splitlines()
-    for needed in (Path(sharedir) / "extension" / "citus.control", Path(pkglibdir) / "citus.so"):
-        if not needed.exists():
-            return f"Citus is not installed for the PostgreSQL in {bin_dir}: no {needed}"
-    return None
+    return missing_server_extension("Citus", "citus", "citus.so")
 
 
 def run_sql(server: ThrowawayPostgres, dbname: str, text: str) -> str:

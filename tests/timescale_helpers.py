@@ -8,20 +8,16 @@ server skips the test that asked for it, with the reason.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-from audit_helpers import Db, apply_sql
+from audit_helpers import Db, apply_sql, missing_server_extension
 
 from hyper_audit_alembic.devtools.throwaway_postgres import (
     FAST_SETTINGS,
     ThrowawayPostgres,
-    find_bin_dir,
 )
-from hyper_audit_alembic.errors import PostgresNotFound
 
 #: Audit schema version 2's index of transaction ids (steps/2.sql), on every layout: not
 #: unique, so create_hypertable keeps it (on each chunk); lookups by transaction need no ts.
@@ -43,25 +39,7 @@ HYPERTABLE_INDEXES = [
 
 def missing_timescaledb() -> str | None:
     """Why the TimescaleDB tests cannot run here, or None when they can."""
-    try:
-        bin_dir = find_bin_dir()
-    except PostgresNotFound as exc:
-        return str(exc)
-    pg_config = bin_dir / "pg_config"
-    if not pg_config.exists():
-        return f"no pg_config beside {bin_dir / 'postgres'} to locate TimescaleDB"
-    found = subprocess.run(
-        [str(pg_config), "--sharedir", "--pkglibdir"], capture_output=True, text=True
-    )
-    if found.returncode != 0 or len(found.stdout.splitlines()) != 2:
-        return f"{pg_config} --sharedir --pkglibdir failed: {found.stderr or found.stdout}"
-    sharedir, pkglibdir = found.stdout.splitlines()
-    control = Path(sharedir) / "extension" / "timescaledb.control"
-    library = Path(pkglibdir) / "timescaledb.so"
-    for needed in (control, library):
-        if not needed.exists():
-            return f"TimescaleDB is not installed for the PostgreSQL in {bin_dir}: no {needed}"
-    return None
+    return missing_server_extension("TimescaleDB", "timescaledb", "timescaledb.so")
 
 
 def timescale_server(**settings: str) -> Iterator[ThrowawayPostgres]:
