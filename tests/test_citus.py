@@ -146,6 +146,46 @@ def test_enable_tracking_of_a_citus_table_without_citus_names_the_fix(engine: sa
     )
 
 
+def test_a_table_owner_cannot_attach_the_citus_trigger_with_another_tables_identity(
+    engine: sa.Engine,
+) -> None:
+    """audit.citus_row_change takes the audited table's oid, schema and name from its
+    trigger arguments (a shard's own are not the table's): a role that owns a table must not
+    be able to attach it with another table's identity and so forge that table's history.
+    Creating a trigger needs EXECUTE on its function, which nobody but the audit owner has."""
+    with engine.begin() as connection:
+        install(connection, distribute=False)
+        run(connection, "create table victim (id int primary key)")
+        victim = connection.exec_driver_sql("select 'victim'::regclass::oid::bigint").scalar()
+        run(
+            connection,
+            "create role citus_forger",
+            "grant create, usage on schema public to citus_forger",
+            # As a reader of the audit trail has it (docs: the reader grants).
+            "grant usage on schema audit to citus_forger",
+        )
+    try:
+        with engine.begin() as connection:
+            run(connection, "set role citus_forger", "create table mine (id int primary key)")
+            with pytest.raises(sa.exc.DBAPIError) as raised:
+                run(
+                    connection,
+                    "create trigger forged after update on mine for each row execute function"
+                    f" audit.citus_row_change('{victim}', 'public', 'victim', 'id')",
+                )
+            assert raised.value.orig is not None
+            assert raised.value.orig.pgcode == "42501"  # type: ignore[attr-defined]
+            assert "permission denied for function audit.citus_row_change" in str(raised.value)
+    finally:
+        with engine.begin() as connection:
+            run(
+                connection,
+                "drop owned by citus_forger cascade",
+                "revoke usage on schema audit from citus_forger",
+                "drop role citus_forger",
+            )
+
+
 def test_downgrade_to_5_refuses_while_a_table_is_tracked_the_citus_way(engine: sa.Engine) -> None:
     """Version 5 knows no Citus: with a table tracked by audit.citus_row_change the
     downgrade stops (55000) before changing anything; once it is gone, the downgrade goes
